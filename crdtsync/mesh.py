@@ -1,0 +1,494 @@
+"""The mesh manager: one link per remote peer, a sync session on each, relays where needed.
+
+It reacts to the room (members come and go) and to links (opened, data, lost), decides whom
+to dial (everyone when the room fits in ``max_conns``, else the ring successor plus a seeded
+random subset), resolves glare, redials with backoff, and moves updates between the replica
+and the link cores. Transport-agnostic: it sees only ``Connector`` and ``Link``. All protocol
+rules live in the cores; this is their adapter to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pycrdt
+
+from crdtsync.errors import ConfigError, ProtocolError, SyncTimeoutError, TransportError
+from crdtsync.protocol.awareness import Presence
+from crdtsync.protocol.events import (
+    AwarenessReceived,
+    Event,
+    HelloReceived,
+    LinkClosed,
+    LinksReceived,
+    SyncCompleted,
+)
+from crdtsync.protocol.frames import CloseCode
+from crdtsync.protocol.link import LinkProtocol, LinkSettings, LinkState
+from crdtsync.replica import Replica
+from crdtsync.transport.base import Connector, Link
+
+__all__ = ["DEFAULT_MAX_CONNS", "DEFAULT_PRESENCE_TIMEOUT", "Mesh", "MeshSettings"]
+
+logger = logging.getLogger(__name__)
+
+# y-webrtc connects to up to 20-34 peers; beyond that a room is a partial mesh.
+DEFAULT_MAX_CONNS = 20
+# y-protocols' awareness outdated timeout (awareness.js), so browser peers agree.
+DEFAULT_PRESENCE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSettings:
+    """How a peer builds its mesh; every default says where it comes from."""
+
+    max_conns: int = DEFAULT_MAX_CONNS
+    # Redial backoff: 0.1 s doubling up to 5 s, jittered, so a healed partition reconnects
+    # within seconds without a thundering herd.
+    reconnect_base: float = 0.1
+    reconnect_cap: float = 5.0
+    presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT
+    link: LinkSettings = field(default_factory=LinkSettings)
+
+    def __post_init__(self) -> None:
+        if self.max_conns < 1:
+            raise ConfigError(f"max_conns must be at least 1 (got {self.max_conns})")
+        if not 0 < self.reconnect_base <= self.reconnect_cap:
+            raise ConfigError(
+                "need 0 < reconnect_base <= reconnect_cap "
+                f"(got {self.reconnect_base}, {self.reconnect_cap})"
+            )
+
+
+class _Conn:
+    """The adapter's state for one link: the transport link, its core, its timer."""
+
+    __slots__ = ("deadline", "link", "lost", "neighbors", "protocol", "timer")
+
+    def __init__(self, link: Link, protocol: LinkProtocol) -> None:
+        self.link = link
+        self.protocol = protocol
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+        self.neighbors: frozenset[str] = frozenset()
+        self.lost = False  # the transport link is gone: nothing more can be sent on it
+
+
+class Mesh:
+    """Keeps one replica in sync with every peer of one room, over one connector."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        awareness: pycrdt.Awareness,
+        connector: Connector,
+        *,
+        settings: MeshSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.replica = replica
+        self.awareness = awareness
+        self.connector = connector
+        self.settings = settings or MeshSettings()
+        self._rng = rng or random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._presence: Presence | None = None
+        self._conns: dict[str, _Conn] = {}
+        self._members: frozenset[str] = frozenset()
+        self._dialing: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        self._next_attempt: dict[str, float] = {}
+        self._priorities: dict[str, float] = {}
+        self._announced: frozenset[str] = frozenset()
+        self._maintain_timer: asyncio.TimerHandle | None = None
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._flush_scheduled = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+
+    # -- public state ---------------------------------------------------------------------------
+
+    @property
+    def local_id(self) -> str:
+        return self.connector.local_id
+
+    @property
+    def peers(self) -> frozenset[str]:
+        """Remote peers whose link is open (they said HELLO)."""
+        return frozenset(
+            remote for remote, conn in self._conns.items() if conn.protocol.state is LinkState.OPEN
+        )
+
+    @property
+    def synced(self) -> bool:
+        """Whether step 2 arrived on every open link."""
+        return all(
+            conn.protocol.synced
+            for conn in self._conns.values()
+            if conn.protocol.state is LinkState.OPEN
+        )
+
+    @property
+    def members(self) -> frozenset[str]:
+        """The other peers in the room, as the connector last said."""
+        return self._members
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the room and start linking."""
+        self._loop = asyncio.get_running_loop()
+        self._presence = Presence(
+            self.awareness,
+            now=self._now(),
+            outdated_timeout=self.settings.presence_timeout,
+            on_outgoing=self._schedule_flush,
+        )
+        self.replica.on_outgoing = self._schedule_flush
+        await self.connector.start(self)
+        self._arm_presence()
+        logger.info("= %s joined its room", self.local_id)
+
+    async def aclose(self) -> None:
+        """Send what is pending, say BYE on every link, leave the room; idempotent."""
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        if self._loop is not None and not self._closed:
+            self._flush()
+        self._closed = True
+        for conn in list(self._conns.values()):
+            conn.protocol.close(CloseCode.GOING_AWAY, "peer is leaving")
+            self._pump(conn)
+        for handle in (self._maintain_timer, self._presence_timer):
+            if handle is not None:
+                handle.cancel()
+        self.replica.on_outgoing = None
+        if self._presence is not None:
+            self._presence.close()
+        await self.connector.aclose()
+        while self._background:
+            await asyncio.gather(*list(self._background))
+        self._notify()
+        logger.info("= %s left its room", self.local_id)
+
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Wait until ``predicate()`` holds; SyncTimeoutError after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    if self._closed:
+                        raise TransportError(f"{self.local_id} is closed while waiting for {what}")
+                    waiter = loop.create_future()
+                    self._waiters.append(waiter)
+                    await waiter
+        except TimeoutError as exc:
+            raise SyncTimeoutError(
+                f"{self.local_id}: {what} not reached within {timeout} s "
+                f"(members {sorted(self._members)}, linked {sorted(self.peers)}, "
+                f"synced {self.synced})"
+            ) from exc
+
+    # -- LinkListener ---------------------------------------------------------------------------
+
+    def members_changed(self, members: frozenset[str]) -> None:
+        if self._closed:
+            return
+        logger.debug("= %s sees members %s", self.local_id, sorted(members))
+        self._members = members
+        for remote in list(self._next_attempt):
+            if remote not in members:
+                self._attempts.pop(remote, None)
+                self._next_attempt.pop(remote, None)
+        self._maintain()
+        self._notify()
+
+    def link_opened(self, link: Link) -> None:
+        if self._closed:
+            self._spawn(link.aclose())
+            return
+        remote = link.remote_id
+        self._dialing.discard(remote)
+        existing = self._conns.get(remote)
+        if existing is not None:
+            # Glare: both sides keep the link dialed by the smaller id (the newer one if the
+            # same side dialed twice), so both make the same choice.
+            if self._dialer(existing.link) < self._dialer(link):
+                logger.debug("= %s keeps its older link to %s", self.local_id, remote)
+                self._spawn(link.aclose())
+                return
+            del self._conns[remote]
+            existing.protocol.close(CloseCode.DUPLICATE, "replaced by a newer link")
+            self._pump(existing)
+        protocol = LinkProtocol(
+            self.local_id,
+            {self.replica.doc_id: self.replica},
+            expected_peer=remote,
+            settings=self.settings.link,
+        )
+        conn = _Conn(link, protocol)
+        self._conns[remote] = conn
+        protocol.start(self._now())
+        protocol.send_awareness(self.replica.doc_id, self._presence_core().full_state())
+        protocol.send_links(self.peers)
+        logger.debug(
+            "> %s opened a link to %s (initiator=%s)", self.local_id, remote, link.initiator
+        )
+        self._pump(conn)
+
+    def link_failed(self, remote_id: str, reason: str) -> None:
+        if self._closed:
+            return
+        logger.info("! %s could not link to %s: %s", self.local_id, remote_id, reason)
+        self._dialing.discard(remote_id)
+        self._back_off(remote_id)
+        self._maintain()
+
+    def data_received(self, link: Link, data: bytes) -> None:
+        conn = self._conns.get(link.remote_id)
+        if conn is None or conn.link is not link:
+            return
+        conn.protocol.receive_data(data, self._now())
+        self._pump(conn)
+
+    def link_lost(self, link: Link, reason: str) -> None:
+        conn = self._conns.get(link.remote_id)
+        if conn is None or conn.link is not link:
+            return
+        conn.lost = True
+        conn.protocol.close(CloseCode.GOING_AWAY, f"link lost: {reason}")
+        self._pump(conn)
+
+    # -- moving bytes ---------------------------------------------------------------------------
+
+    def _pump(self, conn: _Conn) -> None:
+        """Write what the core wants sent, act on its events, re-arm its timer."""
+        while True:
+            outgoing = conn.protocol.data_to_send()
+            events = conn.protocol.events_received()
+            if not outgoing and not events:
+                break
+            if not conn.lost:
+                try:
+                    for data in outgoing:
+                        conn.link.send(data)
+                except TransportError as exc:
+                    conn.lost = True
+                    conn.protocol.close(CloseCode.GOING_AWAY, f"send failed: {exc}")
+            for event in events:
+                self._on_event(conn, event)
+        self._arm(conn)
+
+    def _on_event(self, conn: _Conn, event: Event) -> None:
+        remote = conn.link.remote_id
+        if isinstance(event, HelloReceived):
+            logger.info("= %s linked with %s", self.local_id, remote)
+            self._attempts.pop(remote, None)
+            self._next_attempt.pop(remote, None)
+            self._announce_links()
+        elif isinstance(event, SyncCompleted):
+            logger.debug("= %s synced %s with %s", self.local_id, event.doc_id, remote)
+        elif isinstance(event, AwarenessReceived):
+            try:
+                self._presence_core().receive_update(event.update, conn.protocol, self._now())
+            except ProtocolError as exc:
+                conn.protocol.close(exc.close_code, str(exc))
+        elif isinstance(event, LinksReceived):
+            conn.neighbors = event.peer_ids
+        elif isinstance(event, LinkClosed):
+            self._forget(conn, event)
+        self._notify()
+
+    def _forget(self, conn: _Conn, event: LinkClosed) -> None:
+        remote = conn.link.remote_id
+        if self._conns.get(remote) is conn:
+            del self._conns[remote]
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        self._spawn(conn.link.aclose())
+        if self._closed:
+            return
+        side = "remote" if event.by_remote else "local"
+        logger.info(
+            "= %s unlinked from %s (%s, %d %s)",
+            self.local_id,
+            remote,
+            side,
+            event.code,
+            event.reason,
+        )
+        self._presence_core().forget_origin(conn.protocol)
+        if conn.protocol.remote_id is not None:
+            # Updates in flight on the lost link may be gone, and peers may have counted on
+            # that link when they chose not to relay: ask everyone else for what we lack.
+            for other in list(self._conns.values()):
+                other.protocol.resync(self.replica.doc_id)
+                self._pump(other)
+            self._announce_links()
+        if event.code != CloseCode.DUPLICATE:
+            self._back_off(remote)
+        self._maintain()
+
+    def _announce_links(self) -> None:
+        peers = self.peers
+        if peers == self._announced:
+            return
+        self._announced = peers
+        for conn in list(self._conns.values()):
+            conn.protocol.send_links(peers)
+            self._pump(conn)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self._closed and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send everything the replica and presence produced since the last flush."""
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        touched: dict[str, _Conn] = {}
+        doc_id = self.replica.doc_id
+        for outgoing in self.replica.take_outgoing():
+            for remote, conn in self._targets(outgoing.origin):
+                conn.protocol.send_update(doc_id, outgoing.update)
+                touched[remote] = conn
+        for presence in self._presence_core().updates_to_send(self._now()):
+            for remote, conn in self._targets(presence.origin):
+                conn.protocol.send_awareness(doc_id, presence.update)
+                touched[remote] = conn
+        for conn in touched.values():
+            self._pump(conn)
+
+    def _targets(self, origin: object | None) -> Iterator[tuple[str, _Conn]]:
+        """The links an update goes to: not back where it came from, and not to peers that
+        have a link of their own with its source (that peer sends it to them)."""
+        source = origin.remote_id if isinstance(origin, LinkProtocol) else None
+        for remote, conn in list(self._conns.items()):
+            if conn.protocol.state is LinkState.CLOSED or conn.protocol is origin:
+                continue
+            if source is not None and source in conn.neighbors:
+                continue
+            yield remote, conn
+
+    # -- choosing whom to dial ------------------------------------------------------------------
+
+    def _dialer(self, link: Link) -> str:
+        return self.local_id if link.initiator else link.remote_id
+
+    def _wanted(self) -> tuple[list[str], int]:
+        """Peers to be linked with, most wanted first, and how many of them are a must."""
+        others = sorted(self._members)
+        if len(others) <= self.settings.max_conns:
+            # Full mesh: the smaller id dials, so two peers never dial each other.
+            return [remote for remote in others if remote > self.local_id], len(others)
+        # Partial mesh: the ring successor keeps the room connected whatever the random
+        # picks are; the rest is a random subset, stable while membership lasts.
+        successor = next((remote for remote in others if remote > self.local_id), others[0])
+        rest = sorted(
+            (remote for remote in others if remote != successor),
+            key=lambda remote: self._priorities.setdefault(remote, self._rng.random()),
+        )
+        return [successor, *rest], 1
+
+    def _maintain(self) -> None:
+        """Dial whom we want and may; come back when a backoff ends."""
+        if self._closed or self._loop is None:
+            return
+        if self._maintain_timer is not None:
+            self._maintain_timer.cancel()
+            self._maintain_timer = None
+        now = self._now()
+        wanted, musts = self._wanted()
+        count = len(self._conns) + len(self._dialing)
+        retry_at: float | None = None
+        for index, remote in enumerate(wanted):
+            if remote in self._conns or remote in self._dialing:
+                continue
+            if index >= musts and count >= self.settings.max_conns:
+                break
+            due = self._next_attempt.get(remote, 0.0)
+            if due > now:
+                retry_at = due if retry_at is None else min(retry_at, due)
+                continue
+            logger.debug("> %s dials %s", self.local_id, remote)
+            self._dialing.add(remote)
+            count += 1
+            self.connector.dial(remote)
+        if retry_at is not None:
+            self._maintain_timer = self._loop.call_at(retry_at, self._maintain)
+
+    def _back_off(self, remote: str) -> None:
+        attempts = self._attempts.get(remote, 0) + 1
+        self._attempts[remote] = attempts
+        delay = min(self.settings.reconnect_cap, self.settings.reconnect_base * 2 ** (attempts - 1))
+        self._next_attempt[remote] = self._now() + delay * (0.5 + self._rng.random() / 2)
+
+    # -- timers and tasks -----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None, "mesh not started"
+        return self._loop.time()
+
+    def _presence_core(self) -> Presence:
+        assert self._presence is not None, "mesh not started"
+        return self._presence
+
+    def _arm(self, conn: _Conn) -> None:
+        deadline = conn.protocol.get_timer()
+        if deadline == conn.deadline or self._conns.get(conn.link.remote_id) is not conn:
+            return
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.deadline = deadline
+        conn.timer = (
+            None if deadline is None else self._loop_call_at(deadline, self._on_timer, conn)
+        )
+
+    def _on_timer(self, conn: _Conn) -> None:
+        conn.timer = None
+        conn.deadline = None
+        if self._conns.get(conn.link.remote_id) is not conn:
+            return
+        conn.protocol.handle_timer(self._now())
+        self._pump(conn)
+
+    def _arm_presence(self) -> None:
+        if self._closed:
+            return
+        self._presence_timer = self._loop_call_at(
+            self._presence_core().get_timer(), self._on_presence_timer
+        )
+
+    def _on_presence_timer(self) -> None:
+        self._presence_core().handle_timer(self._now())
+        self._arm_presence()
+
+    def _loop_call_at(
+        self, when: float, callback: Callable[..., None], *args: Any
+    ) -> asyncio.TimerHandle:
+        assert self._loop is not None, "mesh not started"
+        return self._loop.call_at(when, callback, *args)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,129 @@
+"""The public facade: one ``pycrdt.Doc`` kept in sync with every peer of one room.
+
+``Peer`` wires a replica, a presence and a mesh over a transport: the simulated network
+(``network=SimNetwork(...)``) today; WebRTC (``signaling=URL``) is the next transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import pycrdt
+
+from crdtsync.errors import ConfigError, LocalProtocolError
+from crdtsync.mesh import DEFAULT_MAX_CONNS, DEFAULT_PRESENCE_TIMEOUT, Mesh, MeshSettings
+from crdtsync.protocol.link import LinkSettings
+from crdtsync.replica import Replica
+from crdtsync.transport.base import Connector
+from crdtsync.transport.memory import SimNetwork
+
+__all__ = ["Peer"]
+
+logger = logging.getLogger(__name__)
+
+
+class Peer:
+    """A collaborator in a room: ``async with Peer(doc, room="notes", network=net) as peer``."""
+
+    def __init__(
+        self,
+        doc: pycrdt.Doc[Any],
+        *,
+        room: str,
+        network: SimNetwork | None = None,
+        signaling: str | None = None,
+        max_conns: int = DEFAULT_MAX_CONNS,
+        link_settings: LinkSettings | None = None,
+        presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not room:
+            raise ConfigError("room must be a non-empty string")
+        if (network is None) == (signaling is None):
+            raise ConfigError("give exactly one of network= (a SimNetwork) or signaling= (a URL)")
+        if signaling is not None:
+            raise ConfigError(
+                "signaling= needs the WebRTC transport, which this version does not have yet; "
+                "use network=SimNetwork(...)"
+            )
+        assert network is not None
+        self.doc = doc
+        self.room = room
+        self.awareness = pycrdt.Awareness(doc)
+        self._connector: Connector = network.connector(room)
+        self._replica = Replica(doc)
+        self._mesh = Mesh(
+            self._replica,
+            self.awareness,
+            self._connector,
+            settings=MeshSettings(
+                max_conns=max_conns,
+                presence_timeout=presence_timeout,
+                link=link_settings or LinkSettings(),
+            ),
+            rng=rng or network.derive_rng(),
+        )
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} room={self.room!r} peers={sorted(self.peers)}>"
+
+    @property
+    def id(self) -> str:
+        """This peer's id, unique in the room (given by the room, not chosen)."""
+        return self._connector.local_id
+
+    @property
+    def peers(self) -> frozenset[str]:
+        """Remote peers with an open link."""
+        return self._mesh.peers
+
+    @property
+    def synced(self) -> bool:
+        """Whether step 2 arrived from every linked peer."""
+        return self._mesh.synced
+
+    async def start(self) -> None:
+        """Join the room; links form in the background."""
+        if self._started:
+            raise LocalProtocolError(f"peer {self.id} already started")
+        self._started = True
+        await self._mesh.start()
+
+    async def aclose(self) -> None:
+        """Send pending updates, say goodbye, leave the room; idempotent. The doc stays usable."""
+        await self._mesh.aclose()
+        self._replica.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def wait_for_peers(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until at least ``count`` remote peers are linked."""
+        await self.wait_for(
+            lambda: len(self.peers) >= count, timeout=timeout, what=f"{count} linked peers"
+        )
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait until step 2 arrived from every linked peer (at once if none is linked)."""
+        await self.wait_for(lambda: self.synced, timeout=timeout, what="sync")
+
+    async def wait_for(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Wait until ``predicate()`` holds, checked whenever the mesh changes (links, sync).
+
+        Raises SyncTimeoutError naming ``what`` after ``timeout`` seconds.
+        """
+        await self._mesh.wait_until(predicate, timeout=timeout, what=what)

@@ -1,0 +1,509 @@
+"""The link envelope: frames as msgpack ``[kind, doc_id, body]``, chunking and reassembly.
+
+The link core (``link.py``) encodes every frame here and splits any frame larger than one
+transport message into CHUNK frames; on receipt it decodes, feeds chunks to a
+:class:`Reassembler`, and decodes the whole frame. y-protocols bytes ride inside SYNC and
+AWARENESS frames untouched, checked by ``ymessages.py``. Bad peer bytes raise only ProtocolError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, TypeAlias
+
+import msgpack
+
+from crdtsync.errors import LocalProtocolError, ProtocolError
+from crdtsync.protocol.ymessages import parse_awareness_message, parse_sync_message
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_CAPABILITIES",
+    "MAX_CAPABILITY_LENGTH",
+    "MAX_DOC_ID_LENGTH",
+    "MAX_LINK_IDS",
+    "MAX_PEER_ID_LENGTH",
+    "PROTOCOL_VERSION",
+    "Awareness",
+    "Bye",
+    "Chunk",
+    "CloseCode",
+    "Frame",
+    "FrameKind",
+    "Hello",
+    "Links",
+    "Ping",
+    "Pong",
+    "Reassembler",
+    "Sync",
+    "decode_frame",
+    "encode_frame",
+    "split_frame",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class FrameKind(IntEnum):
+    """First element of every frame."""
+
+    HELLO = 0
+    SYNC = 1
+    AWARENESS = 2
+    PING = 3
+    PONG = 4
+    CHUNK = 5
+    BYE = 6
+    LINKS = 7
+
+
+class CloseCode(IntEnum):
+    """Why a link closed; carried by BYE. WebSocket numbers (RFC 6455 7.4) where one fits."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_VERSION = 1003
+    TOO_BIG = 1009
+    TIMEOUT = 1011
+    DUPLICATE = 4000  # a newer link to the same peer replaced this one
+    POLICY = 4001  # e.g. the mesh is over max_conns
+
+
+# Largest frame once reassembled: a 100k-character document's full state is ~2.4 MB, so
+# 64 MiB leaves room for documents to grow while bounding what one peer can make us buffer.
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+# Largest transport message: aiortc advertises 65,536-byte SCTP messages (and its
+# RTCDataChannel.send raises ValueError above 262,144), so bigger frames go out as CHUNKs.
+DEFAULT_MAX_MESSAGE_SIZE = 65536
+
+# Identifier limits: generous for UUIDs, room names and paths, small enough that a hostile
+# HELLO or LINKS cannot make the mesh hold megabytes of ids.
+MAX_DOC_ID_LENGTH = 256
+MAX_PEER_ID_LENGTH = 128
+MAX_CAPABILITIES = 64
+MAX_CAPABILITY_LENGTH = 64
+MAX_LINK_IDS = 1024  # matches the awareness client limit: far above any room we mesh
+
+_MAX_UINT64 = 2**64 - 1  # msgpack's largest integer
+_HELLO_KEYS = frozenset({"v", "id", "caps"})
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame on a link: who we are, which protocol version, which optional features."""
+
+    peer_id: str
+    version: int = PROTOCOL_VERSION
+    capabilities: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """One whole y-protocols SYNC message for one document."""
+
+    doc_id: str
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Awareness:
+    """One whole y-protocols AWARENESS message for one document."""
+
+    doc_id: str
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Heartbeat; the remote answers with a PONG carrying the same nonce."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Answer to a PING."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Slice ``index`` of ``count`` of an encoded frame too big for one transport message."""
+
+    message_id: int
+    index: int
+    count: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """Last frame on a link: a :class:`CloseCode` (or another code) and a readable reason."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """The sender's currently open links, so the mesh can decide what to relay."""
+
+    peer_ids: frozenset[str]
+
+
+Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links
+
+_Error: TypeAlias = type[ProtocolError]
+
+
+# -- checks shared by encode (LocalProtocolError) and decode (ProtocolError) ---------------------
+
+
+def _msgpack_type(value: object) -> str:
+    names = {list: "array", dict: "map", bytes: "bin", str: "str", bool: "bool", int: "int"}
+    name = names.get(type(value), type(value).__name__)
+    return f"an array of {len(value)}" if isinstance(value, list) else name
+
+
+def _uint(value: object, what: str, error: _Error) -> int:
+    # bool is an int subclass in Python, but msgpack writes it as true/false: not a number.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"{what} must be an int (got {_msgpack_type(value)})")
+    if not 0 <= value <= _MAX_UINT64:
+        raise error(f"{what} must be in 0..2**64-1 (got {value})")
+    return value
+
+
+def _str(value: object, what: str, error: _Error, max_length: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise error(f"{what} must be a str (got {_msgpack_type(value)})")
+    if max_length is not None and len(value) > max_length:
+        raise error(f"{what} is {len(value)} chars, above the limit of {max_length}")
+    return value
+
+
+def _bin(value: object, what: str, error: _Error) -> bytes:
+    if not isinstance(value, bytes):
+        raise error(f"{what} must be bytes (got {_msgpack_type(value)})")
+    return value
+
+
+def _peer_id(value: object, what: str, error: _Error) -> str:
+    peer_id = _str(value, what, error, MAX_PEER_ID_LENGTH)
+    if not peer_id:
+        raise error(f"{what} is empty")
+    return peer_id
+
+
+def _id_set(value: object, what: str, error: _Error, limit: int) -> frozenset[str]:
+    if not isinstance(value, frozenset):
+        raise error(f"{what} must be a frozenset (got {type(value).__name__})")
+    if len(value) > limit:
+        raise error(f"{len(value)} {what} exceed the limit of {limit}")
+    return value
+
+
+def _check_version(version: object, error: _Error) -> None:
+    if _uint(version, "HELLO version", error) != PROTOCOL_VERSION:
+        raise error(
+            f"HELLO version {version} is not supported "
+            f"(this peer speaks version {PROTOCOL_VERSION})",
+            close_code=CloseCode.UNSUPPORTED_VERSION,
+        )
+
+
+def _check_frame(frame: object, error: _Error, max_frame_size: int) -> None:
+    """Raise ``error`` unless ``frame`` is one a peer may send; decode and encode share this."""
+    if isinstance(frame, Hello):
+        _peer_id(frame.peer_id, "HELLO peer id", error)
+        _check_version(frame.version, error)
+        for cap in _id_set(frame.capabilities, "capabilities", error, MAX_CAPABILITIES):
+            if not _str(cap, "capability", error, MAX_CAPABILITY_LENGTH):
+                raise error("capability is empty")
+    elif isinstance(frame, Sync | Awareness):
+        name = "SYNC" if isinstance(frame, Sync) else "AWARENESS"
+        _str(frame.doc_id, f"{name} doc_id", error, MAX_DOC_ID_LENGTH)
+        message = _bin(frame.message, f"{name} message", error)
+        try:
+            if isinstance(frame, Sync):
+                parse_sync_message(message)
+            else:
+                parse_awareness_message(message)
+        except ProtocolError as exc:
+            raise error(f"{name} frame for doc {frame.doc_id!r}: {exc}") from exc
+    elif isinstance(frame, Ping | Pong):
+        _uint(frame.nonce, f"{type(frame).__name__.upper()} nonce", error)
+    elif isinstance(frame, Chunk):
+        _uint(frame.message_id, "CHUNK message_id", error)
+        index = _uint(frame.index, "CHUNK index", error)
+        count = _uint(frame.count, "CHUNK count", error)
+        if count < 2:
+            raise error(f"CHUNK count {count} is below 2 (a frame that fits is sent whole)")
+        # Every chunk carries at least one byte, so a frame needs at most max_frame_size chunks.
+        if count > max_frame_size:
+            raise error(
+                f"CHUNK count {count} exceeds the {max_frame_size} chunks "
+                f"a {max_frame_size}-byte frame can need"
+            )
+        if index >= count:
+            raise error(f"CHUNK index {index} is not below its count {count}")
+        if not _bin(frame.data, "CHUNK data", error):
+            raise error(f"CHUNK {index}/{count} carries no data")
+    elif isinstance(frame, Bye):
+        _uint(frame.code, "BYE code", error)
+        _str(frame.reason, "BYE reason", error)
+    elif isinstance(frame, Links):
+        for peer_id in _id_set(frame.peer_ids, "link ids", error, MAX_LINK_IDS):
+            _peer_id(peer_id, "LINKS peer id", error)
+    else:
+        raise error(f"not a frame: {type(frame).__name__}")
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def _to_wire(frame: Frame) -> list[Any]:
+    if isinstance(frame, Hello):
+        hello = {"v": frame.version, "id": frame.peer_id, "caps": sorted(frame.capabilities)}
+        return [FrameKind.HELLO, "", hello]
+    if isinstance(frame, Sync | Awareness):
+        kind = FrameKind.SYNC if isinstance(frame, Sync) else FrameKind.AWARENESS
+        return [kind, frame.doc_id, frame.message]
+    if isinstance(frame, Ping | Pong):
+        return [FrameKind.PING if isinstance(frame, Ping) else FrameKind.PONG, "", frame.nonce]
+    if isinstance(frame, Chunk):
+        return [FrameKind.CHUNK, "", [frame.message_id, frame.index, frame.count, frame.data]]
+    if isinstance(frame, Bye):
+        return [FrameKind.BYE, "", [frame.code, frame.reason]]
+    return [FrameKind.LINKS, "", sorted(frame.peer_ids)]
+
+
+def encode_frame(frame: Frame, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
+    """Encode one frame; LocalProtocolError for a frame :func:`decode_frame` would reject."""
+    _check_frame(frame, LocalProtocolError, max_frame_size)
+    try:
+        encoded = msgpack.packb(_to_wire(frame), use_bin_type=True)
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a lone surrogate in a str
+        raise LocalProtocolError(f"cannot encode {type(frame).__name__}: {exc}") from exc
+    if len(encoded) > max_frame_size:
+        raise LocalProtocolError(
+            f"{type(frame).__name__} frame is {len(encoded)} bytes, "
+            f"above the limit of {max_frame_size}",
+            close_code=CloseCode.TOO_BIG,
+        )
+    return encoded
+
+
+def _packed_uint_size(value: int) -> int:
+    """Bytes msgpack uses for a non-negative int (fixint, uint8, uint16, uint32, uint64)."""
+    for size, limit in ((1, 0x7F), (2, 0xFF), (3, 0xFFFF), (5, 0xFFFFFFFF)):
+        if value <= limit:
+            return size
+    return 9
+
+
+def split_frame(
+    encoded: bytes, *, message_id: int, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+) -> list[bytes]:
+    """Transport messages carrying ``encoded``: itself if it fits, else encoded CHUNK frames.
+
+    Each returned message is at most ``max_message_size`` bytes. ``message_id`` tells one
+    chunked frame from the next; the receiver feeds the chunks to a :class:`Reassembler`.
+    """
+    if len(encoded) <= max_message_size:
+        return [encoded]
+    message_id = _uint(message_id, "message_id", LocalProtocolError)
+    total = len(encoded)
+    # A CHUNK frame is [5, "", [message_id, index, count, data]]: four one-byte headers
+    # (two fixarrays, fixint 5, empty fixstr), three ints (index < count <= total), then
+    # the bin header (2, 3 or 5 bytes depending on the data length) and the data.
+    overhead = 4 + _packed_uint_size(message_id) + 2 * _packed_uint_size(total)
+    size = max(
+        min(limit, max_message_size - overhead - header)
+        for header, limit in ((2, 0xFF), (3, 0xFFFF), (5, 0xFFFFFFFF))
+    )
+    if size < 1:
+        raise LocalProtocolError(
+            f"max_message_size {max_message_size} leaves no room for chunk data "
+            f"(a CHUNK frame here needs {overhead + 3} bytes)"
+        )
+    count = -(-total // size)
+    view = memoryview(encoded)
+    return [
+        encode_frame(
+            Chunk(message_id, index, count, bytes(view[index * size : (index + 1) * size])),
+            max_frame_size=max(DEFAULT_MAX_FRAME_SIZE, total),
+        )
+        for index in range(count)
+    ]
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def _list(value: object, what: str, length: int | None = None) -> list[Any]:
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        expected = "an array" if length is None else f"an array of {length}"
+        raise ProtocolError(f"{what} must be {expected} (got {_msgpack_type(value)})")
+    return value
+
+
+def _unique_strs(value: object, what: str) -> frozenset[str]:
+    items = _list(value, what)
+    for item in items:
+        _str(item, f"each of {what}", ProtocolError)
+    unique = frozenset(items)
+    if len(unique) != len(items):
+        raise ProtocolError(f"{what} lists {len(items) - len(unique)} ids more than once")
+    return unique
+
+
+def _from_wire(kind: FrameKind, body: Any, doc_id: str) -> Frame:
+    # Only the shape is checked here; _check_frame then checks every field's type and range.
+    if kind is FrameKind.HELLO:
+        if not isinstance(body, dict):
+            raise ProtocolError(f"HELLO body must be a map (got {_msgpack_type(body)})")
+        # The version first: a peer of another version may well send other keys.
+        if "v" not in body:
+            raise ProtocolError("HELLO body lacks the version 'v'")
+        _check_version(body["v"], ProtocolError)
+        if body.keys() != _HELLO_KEYS:
+            keys = ", ".join(sorted(repr(key) for key in body))
+            raise ProtocolError(f"HELLO body has keys {keys}; expected 'caps', 'id', 'v'")
+        caps = _unique_strs(body["caps"], "HELLO capabilities")
+        return Hello(peer_id=body["id"], version=body["v"], capabilities=caps)
+    if kind in (FrameKind.SYNC, FrameKind.AWARENESS):
+        return (Sync if kind is FrameKind.SYNC else Awareness)(doc_id, body)
+    if kind in (FrameKind.PING, FrameKind.PONG):
+        return (Ping if kind is FrameKind.PING else Pong)(body)
+    if kind is FrameKind.CHUNK:
+        return Chunk(*_list(body, "CHUNK body [message_id, index, count, data]", 4))
+    if kind is FrameKind.BYE:
+        return Bye(*_list(body, "BYE body [code, reason]", 2))
+    return Links(_unique_strs(body, "LINKS ids"))
+
+
+def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> Frame:
+    """Decode one transport message into a frame (a CHUNK still needs a :class:`Reassembler`).
+
+    Raises :class:`ProtocolError`, and nothing else, for any bytes that are not exactly one
+    valid frame; its ``close_code`` is the code to close the link with.
+    """
+    if not isinstance(data, bytes | bytearray):
+        raise ProtocolError(f"frame must be bytes (got {type(data).__name__})")
+    if len(data) > max_frame_size:
+        raise ProtocolError(
+            f"frame is {len(data)} bytes, above the limit of {max_frame_size}",
+            close_code=CloseCode.TOO_BIG,
+        )
+    try:
+        # Explicit limits so a hostile header cannot make msgpack allocate beyond them; no
+        # frame holds an ext type, and the largest legitimate array is a LINKS list.
+        wire = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=max_frame_size,
+            max_str_len=max_frame_size,
+            max_array_len=MAX_LINK_IDS,
+            max_map_len=len(_HELLO_KEYS) * 2,
+            max_ext_len=0,
+        )
+    except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as exc:
+        # ExtraData, FormatError, StackError, UnicodeDecodeError are ValueErrors.
+        raise ProtocolError(f"frame is not one msgpack value: {exc}") from exc
+    kind_value, doc_id, body = _list(wire, "frame [kind, doc_id, body]", 3)
+    try:
+        kind = FrameKind(_uint(kind_value, "frame kind", ProtocolError))
+    except ValueError:
+        raise ProtocolError(f"unknown frame kind {kind_value} (known: 0..7)") from None
+    if kind in (FrameKind.SYNC, FrameKind.AWARENESS):
+        _str(doc_id, f"{kind.name} doc_id", ProtocolError, MAX_DOC_ID_LENGTH)
+    elif doc_id != "":
+        raise ProtocolError(f"{kind.name} frame carries doc_id {doc_id!r}; expected ''")
+    frame = _from_wire(kind, body, doc_id)
+    _check_frame(frame, ProtocolError, max_frame_size)
+    return frame
+
+
+# -- reassembly -------------------------------------------------------------------------------
+
+
+class Reassembler:
+    """Joins CHUNK frames back into one encoded frame: one frame at a time, in order.
+
+    The link's transport is ordered and reliable, so any gap, reordering or interleaving is
+    a protocol error rather than something to wait out; the buffer never exceeds
+    ``max_frame_size``.
+    """
+
+    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()  # one buffer, not a list: no per-chunk object overhead
+        self._message_id: int | None = None
+        self._count = 0
+        self._next_index = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buffer)
+
+    def feed(self, chunk: Chunk) -> bytes | None:
+        """Add the next chunk; return the whole encoded frame with the last one, else None.
+
+        Raises :class:`ProtocolError` for a chunk out of order or past ``max_frame_size``;
+        the partial frame is dropped (the link closes anyway).
+        """
+        try:
+            return self._feed(chunk)
+        except ProtocolError:
+            self._reset()
+            raise
+
+    def _feed(self, chunk: Chunk) -> bytes | None:
+        where = f"chunk {chunk.index}/{chunk.count} of message {chunk.message_id}"
+        if self._message_id is None:
+            if chunk.index != 0:
+                raise ProtocolError(f"{where} arrived with no frame in progress (expected index 0)")
+            if chunk.count < 2 or chunk.count > self.max_frame_size:
+                raise ProtocolError(f"{where}: count must be in 2..{self.max_frame_size}")
+            self._message_id = chunk.message_id
+            self._count = chunk.count
+        elif chunk.index == 0:
+            raise ProtocolError(
+                f"{where} starts a new frame while message {self._message_id} is incomplete "
+                f"({self._next_index} of {self._count} chunks)"
+            )
+        elif chunk.message_id != self._message_id:
+            raise ProtocolError(f"{where} arrived while message {self._message_id} is in progress")
+        elif chunk.count != self._count:
+            raise ProtocolError(
+                f"{where}: message {self._message_id} started with count {self._count}"
+            )
+        elif chunk.index != self._next_index:
+            raise ProtocolError(f"{where}: expected index {self._next_index}")
+        total = len(self._buffer) + len(chunk.data)
+        if total > self.max_frame_size:
+            raise ProtocolError(
+                f"{where}: reassembled frame reaches {total} bytes, above the limit of "
+                f"{self.max_frame_size}",
+                close_code=CloseCode.TOO_BIG,
+            )
+        self._buffer += chunk.data
+        self._next_index += 1
+        if self._next_index < self._count:
+            return None
+        whole = bytes(self._buffer)
+        self._reset()
+        return whole
+
+    def _reset(self) -> None:
+        self._buffer = bytearray()
+        self._message_id = None
+        self._count = 0
+        self._next_index = 0

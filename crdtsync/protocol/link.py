@@ -1,0 +1,300 @@
+"""The core of one link to one remote peer: handshake, heartbeats, chunking and sync.
+
+A plain object fed with ``receive_data()`` and local verbs, drained with ``data_to_send()``,
+``events_received()`` and ``get_timer()``; the caller owns the clock (``now`` in seconds) and the
+socket. Bad bytes from the peer never raise out of it: the link closes with a BYE that names
+the cause, and a ``LinkClosed`` event says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from crdtsync.errors import LocalProtocolError, ProtocolError
+from crdtsync.protocol.events import (
+    AwarenessReceived,
+    Event,
+    HelloReceived,
+    LinkClosed,
+    LinksReceived,
+    SyncCompleted,
+)
+from crdtsync.protocol.frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Awareness,
+    Bye,
+    Chunk,
+    CloseCode,
+    Frame,
+    Hello,
+    Links,
+    Ping,
+    Pong,
+    Reassembler,
+    Sync,
+    decode_frame,
+    encode_frame,
+    split_frame,
+)
+from crdtsync.protocol.sync import DocumentAccess, SyncSession
+from crdtsync.protocol.ymessages import awareness_message, parse_awareness_message
+
+__all__ = ["LinkProtocol", "LinkSettings", "LinkState"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """Limits and timers of one link; every default says where it comes from."""
+
+    # Largest frame once reassembled: a 100k-character document's state is ~2.4 MB.
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    # Largest transport message: aiortc advertises 65,536-byte SCTP messages.
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    # aiortc alone notices a vanished peer only after ~34 s (ICE consent); we ping every
+    # second and give up after 5 s of silence, so a dead peer is dropped in seconds.
+    heartbeat_interval: float = 1.0
+    dead_after: float = 5.0
+    # A peer that connects but never says HELLO holds a slot: drop it like a dead one.
+    hello_timeout: float = 5.0
+
+
+class LinkState(Enum):
+    OPENING = "opening"  # our HELLO is out, theirs has not arrived
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class LinkProtocol:
+    """Sans-I/O core of one link; one instance per connection, never reused."""
+
+    def __init__(
+        self,
+        local_id: str,
+        documents: Mapping[str, DocumentAccess],
+        *,
+        expected_peer: str | None = None,
+        capabilities: frozenset[str] = frozenset(),
+        settings: LinkSettings | None = None,
+    ) -> None:
+        self.local_id = local_id
+        self.expected_peer = expected_peer
+        self.remote_id: str | None = None
+        self.remote_capabilities: frozenset[str] = frozenset()
+        self.settings = settings or LinkSettings()
+        self.state = LinkState.OPENING
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._capabilities = capabilities
+        self._sessions = {
+            doc_id: SyncSession(doc, origin=self) for doc_id, doc in documents.items()
+        }
+        self._synced: set[str] = set()
+        self._reassembler = Reassembler(max_frame_size=self.settings.max_frame_size)
+        self._outgoing: list[bytes] = []
+        self._events: list[Event] = []
+        self._next_message_id = 0
+        self._next_nonce = 0
+        self._started = False
+        self._last_received = 0.0
+        self._next_ping = 0.0
+        self._hello_deadline = 0.0
+
+    def __repr__(self) -> str:
+        remote = self.remote_id or self.expected_peer
+        return f"<LinkProtocol {self.local_id}->{remote} {self.state.value}>"
+
+    # -- local intent -------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Say HELLO and send step 1 for every document; then drain ``data_to_send()``."""
+        if self._started:
+            raise LocalProtocolError("link already started")
+        self._started = True
+        self._last_received = now
+        self._next_ping = now + self.settings.heartbeat_interval
+        self._hello_deadline = now + self.settings.hello_timeout
+        self._send(Hello(peer_id=self.local_id, capabilities=self._capabilities))
+        # Step 1 goes out right behind HELLO: the link is ordered, so the remote reads HELLO
+        # first, and the sync saves a round trip.
+        for doc_id, session in self._sessions.items():
+            for message in session.start():
+                self._send(Sync(doc_id, message))
+
+    def send_update(self, doc_id: str, update: bytes) -> None:
+        """Queue a document update (local or relayed); then drain ``data_to_send()``."""
+        if self.state is LinkState.CLOSED:
+            return
+        for message in self._session(doc_id).send_update(update):
+            self._send(Sync(doc_id, message))
+
+    def send_awareness(self, doc_id: str, update: bytes) -> None:
+        """Queue a presence update (awareness update bytes); then drain ``data_to_send()``."""
+        self._session(doc_id)
+        if self.state is not LinkState.CLOSED:
+            self._send(Awareness(doc_id, awareness_message(update)))
+
+    def send_links(self, peer_ids: frozenset[str]) -> None:
+        """Tell the remote which peers we have open links with; then drain ``data_to_send()``."""
+        if self.state is not LinkState.CLOSED:
+            self._send(Links(peer_ids))
+
+    def resync(self, doc_id: str) -> None:
+        """Send step 1 again, so the remote sends what we lack (after the mesh lost a link)."""
+        if self.state is LinkState.CLOSED:
+            return
+        for message in self._session(doc_id).start():
+            self._send(Sync(doc_id, message))
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Say BYE and close; then drain ``data_to_send()`` and ``events_received()``."""
+        if self.state is LinkState.CLOSED:
+            return
+        self._send(Bye(int(code), reason))
+        self._closed(code, reason, by_remote=False)
+
+    # -- input from the network and the clock --------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed one transport message; then drain ``data_to_send()`` and ``events_received()``."""
+        if self.state is LinkState.CLOSED:
+            return
+        self._last_received = now
+        try:
+            frame = decode_frame(data, max_frame_size=self.settings.max_frame_size)
+            if isinstance(frame, Chunk):
+                if self.state is LinkState.OPENING:
+                    raise ProtocolError("CHUNK before HELLO")
+                whole = self._reassembler.feed(frame)
+                if whole is None:
+                    return
+                frame = decode_frame(whole, max_frame_size=self.settings.max_frame_size)
+                if isinstance(frame, Chunk):
+                    raise ProtocolError("a reassembled frame is itself a CHUNK")
+            self._handle(frame)
+        except ProtocolError as exc:
+            logger.warning("! %r: %s", self, exc)
+            self.close(exc.close_code, str(exc))
+
+    def handle_timer(self, now: float) -> None:
+        """Run what is due at ``now``; then drain ``data_to_send()`` and ``events_received()``."""
+        if self.state is LinkState.CLOSED or not self._started:
+            return
+        if self.state is LinkState.OPENING and now >= self._hello_deadline:
+            self.close(CloseCode.TIMEOUT, f"no HELLO within {self.settings.hello_timeout} s")
+            return
+        if now >= self._last_received + self.settings.dead_after:
+            silent = now - self._last_received
+            self.close(CloseCode.TIMEOUT, f"no frame from the peer for {silent:.1f} s")
+            return
+        if now >= self._next_ping:
+            self._next_ping = now + self.settings.heartbeat_interval
+            self._next_nonce += 1
+            self._send(Ping(self._next_nonce))
+
+    def get_timer(self) -> float | None:
+        """The next time ``handle_timer()`` must run, or None once closed."""
+        if self.state is LinkState.CLOSED or not self._started:
+            return None
+        deadline = min(self._next_ping, self._last_received + self.settings.dead_after)
+        if self.state is LinkState.OPENING:
+            deadline = min(deadline, self._hello_deadline)
+        return deadline
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """Transport messages to write, in order (each at most ``max_message_size`` bytes)."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def events_received(self) -> list[Event]:
+        """Events since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def synced(self) -> bool:
+        """Whether step 2 arrived for every document on this link."""
+        return self.state is LinkState.OPEN and len(self._synced) == len(self._sessions)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _session(self, doc_id: str) -> SyncSession:
+        session = self._sessions.get(doc_id)
+        if session is None:
+            raise LocalProtocolError(f"unknown document {doc_id!r} on this link")
+        return session
+
+    def _send(self, frame: Frame) -> None:
+        encoded = encode_frame(frame)
+        if len(encoded) > self.settings.max_message_size:
+            self._next_message_id += 1
+            message_id = self._next_message_id
+        else:
+            message_id = 0
+        self._outgoing.extend(
+            split_frame(
+                encoded, message_id=message_id, max_message_size=self.settings.max_message_size
+            )
+        )
+
+    def _closed(self, code: int, reason: str, *, by_remote: bool) -> None:
+        self.state = LinkState.CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        self._events.append(LinkClosed(code, reason, by_remote))
+
+    def _handle(self, frame: Frame) -> None:
+        if isinstance(frame, Bye):
+            self._closed(frame.code, frame.reason, by_remote=True)
+            return
+        if self.state is LinkState.OPENING:
+            if not isinstance(frame, Hello):
+                raise ProtocolError(f"{type(frame).__name__.upper()} before HELLO")
+            self._handle_hello(frame)
+            return
+        if isinstance(frame, Hello):
+            raise ProtocolError("a second HELLO on an open link")
+        if isinstance(frame, Sync):
+            replies, completed = self._session_for_remote(frame.doc_id).receive_message(
+                frame.message
+            )
+            for message in replies:
+                self._send(Sync(frame.doc_id, message))
+            if completed:
+                self._synced.add(frame.doc_id)
+                self._events.append(SyncCompleted(frame.doc_id))
+        elif isinstance(frame, Awareness):
+            self._session_for_remote(frame.doc_id)
+            self._events.append(
+                AwarenessReceived(frame.doc_id, parse_awareness_message(frame.message))
+            )
+        elif isinstance(frame, Ping):
+            self._send(Pong(frame.nonce))
+        elif isinstance(frame, Links):
+            self._events.append(LinksReceived(frame.peer_ids))
+        # PONG only proves liveness, which receive_data already recorded.
+
+    def _handle_hello(self, hello: Hello) -> None:
+        if hello.peer_id == self.local_id:
+            raise ProtocolError(f"the remote claims our own id {hello.peer_id!r}")
+        if self.expected_peer is not None and hello.peer_id != self.expected_peer:
+            raise ProtocolError(
+                f"HELLO from {hello.peer_id!r} on the link to {self.expected_peer!r}"
+            )
+        self.remote_id = hello.peer_id
+        self.remote_capabilities = hello.capabilities
+        self.state = LinkState.OPEN
+        self._events.append(HelloReceived(hello.peer_id, hello.capabilities))
+
+    def _session_for_remote(self, doc_id: str) -> SyncSession:
+        session = self._sessions.get(doc_id)
+        if session is None:
+            raise ProtocolError(f"frame for unknown document {doc_id!r}")
+        return session

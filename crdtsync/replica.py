@@ -1,0 +1,103 @@
+"""One pycrdt document as the mesh sees it: local edits out, remote updates in.
+
+The replica observes every transaction on the ``Doc``. Updates it applied for a link are
+tagged with that link, so the mesh never echoes them back; everything produced before the
+mesh drains the outbox (one event-loop tick, or longer while links are congested) leaves as
+one merged update per origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pycrdt
+
+__all__ = ["OutgoingUpdate", "Replica", "merge_many"]
+
+logger = logging.getLogger(__name__)
+
+# pycrdt's merge_updates is fast for ~1k small updates (4.7 ms) but superlinear beyond
+# (100k: 67 s): merge in groups of this size, then merge the results.
+MERGE_GROUP = 512
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingUpdate:
+    """An update to send: ``origin`` is the link it came from, or None for a local edit."""
+
+    update: bytes
+    origin: object | None
+
+
+def merge_many(updates: list[bytes]) -> bytes:
+    """Merge any number of updates into one, in groups so the cost stays near linear."""
+    while len(updates) > 1:
+        groups = [updates[i : i + MERGE_GROUP] for i in range(0, len(updates), MERGE_GROUP)]
+        updates = [pycrdt.merge_updates(*group) if len(group) > 1 else group[0] for group in groups]
+    return updates[0]
+
+
+class Replica:
+    """A ``pycrdt.Doc`` with an outbox; implements the sync core's ``DocumentAccess``."""
+
+    def __init__(
+        self,
+        doc: pycrdt.Doc[Any],
+        *,
+        doc_id: str = "default",
+        on_outgoing: Callable[[], None] | None = None,
+    ) -> None:
+        self.doc = doc
+        self.doc_id = doc_id
+        self.on_outgoing = on_outgoing
+        self._applying_for: object | None = None
+        self._outbox: dict[int, tuple[object | None, list[bytes]]] = {}
+        self._subscription: pycrdt.Subscription | None = doc.observe(self._on_transaction)
+
+    def close(self) -> None:
+        """Stop observing the document (it stays usable, and holds every edit); idempotent."""
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
+
+    # -- DocumentAccess -------------------------------------------------------------------------
+
+    def state_vector(self) -> bytes:
+        return self.doc.get_state()
+
+    def missing_since(self, state_vector: bytes) -> bytes:
+        return self.doc.get_update(state_vector)
+
+    def apply_remote(self, update: bytes, origin: object) -> None:
+        """Apply an update from link ``origin``; ValueError if pycrdt rejects it."""
+        self._applying_for = origin
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._applying_for = None
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    @property
+    def has_outgoing(self) -> bool:
+        return bool(self._outbox)
+
+    def take_outgoing(self) -> list[OutgoingUpdate]:
+        """Everything since the last call: one merged update per origin, oldest origin first."""
+        outbox, self._outbox = self._outbox, {}
+        return [OutgoingUpdate(merge_many(updates), origin) for origin, updates in outbox.values()]
+
+    def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
+        # A duplicate update changes nothing and fires no event, so relays stop by themselves.
+        origin = self._applying_for
+        first = not self._outbox
+        entry = self._outbox.get(id(origin))
+        if entry is None:
+            self._outbox[id(origin)] = (origin, [event.update])
+        else:
+            entry[1].append(event.update)
+        if first and self.on_outgoing is not None:
+            self.on_outgoing()
