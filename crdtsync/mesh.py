@@ -177,7 +177,9 @@ class Mesh:
             self._presence.close()
         await self.connector.aclose()
         while self._background:
-            await asyncio.gather(*list(self._background))
+            for result in await asyncio.gather(*list(self._background), return_exceptions=True):
+                if isinstance(result, Exception):
+                    logger.warning("! %s: closing a link failed: %r", self.local_id, result)
         self._notify()
         logger.info("= %s left its room", self.local_id)
 
@@ -220,16 +222,12 @@ class Mesh:
         remote = link.remote_id
         self._dialing.discard(remote)
         existing = self._conns.get(remote)
-        if existing is not None:
-            # Glare: both sides keep the link dialed by the smaller id (the newer one if the
-            # same side dialed twice), so both make the same choice.
-            if self._dialer(existing.link) < self._dialer(link):
-                logger.debug("= %s keeps its older link to %s", self.local_id, remote)
-                self._spawn(link.aclose())
-                return
-            del self._conns[remote]
-            existing.protocol.close(CloseCode.DUPLICATE, "replaced by a newer link")
-            self._pump(existing)
+        # Glare: both sides keep the link dialed by the smaller id (the newer one if the same
+        # side dialed twice: it gave the old one up), so both make the same choice.
+        if existing is not None and self._dialer(existing.link) < self._dialer(link):
+            logger.debug("= %s keeps its older link to %s", self.local_id, remote)
+            self._spawn(link.aclose())
+            return
         protocol = LinkProtocol(
             self.local_id,
             {self.replica.doc_id: self.replica},
@@ -237,7 +235,10 @@ class Mesh:
             settings=self.settings.link,
         )
         conn = _Conn(link, protocol)
-        self._conns[remote] = conn
+        self._conns[remote] = conn  # before the old one closes, so nobody redials meanwhile
+        if existing is not None:
+            existing.protocol.close(CloseCode.DUPLICATE, "replaced by a newer link")
+            self._pump(existing)
         protocol.start(self._now())
         protocol.send_awareness(self.replica.doc_id, self._presence_core().full_state())
         protocol.send_links(self.peers)
@@ -329,6 +330,8 @@ class Mesh:
             event.reason,
         )
         self._presence_core().forget_origin(conn.protocol)
+        if event.code == CloseCode.DUPLICATE:
+            return  # the link that replaces it syncs in full
         if conn.protocol.remote_id is not None:
             # Updates in flight on the lost link may be gone, and peers may have counted on
             # that link when they chose not to relay: ask everyone else for what we lack.
@@ -336,8 +339,7 @@ class Mesh:
                 other.protocol.resync(self.replica.doc_id)
                 self._pump(other)
             self._announce_links()
-        if event.code != CloseCode.DUPLICATE:
-            self._back_off(remote)
+        self._back_off(remote)
         self._maintain()
 
     def _announce_links(self) -> None:

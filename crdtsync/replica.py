@@ -54,6 +54,7 @@ class Replica:
         self.doc_id = doc_id
         self.on_outgoing = on_outgoing
         self._applying_for: object | None = None
+        self._applying = b""
         self._outbox: dict[int, tuple[object | None, list[bytes]]] = {}
         self._subscription: pycrdt.Subscription | None = doc.observe(self._on_transaction)
 
@@ -74,10 +75,12 @@ class Replica:
     def apply_remote(self, update: bytes, origin: object) -> None:
         """Apply an update from link ``origin``; ValueError if pycrdt rejects it."""
         self._applying_for = origin
+        self._applying = update
         try:
             self.doc.apply_update(update)
         finally:
             self._applying_for = None
+            self._applying = b""
 
     # -- outbox ---------------------------------------------------------------------------------
 
@@ -93,6 +96,11 @@ class Replica:
     def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
         # A duplicate update changes nothing and fires no event, so relays stop by themselves.
         origin = self._applying_for
+        if origin is not None and event.update != self._applying:
+            # The doc integrated more than it was given: content held back for missing
+            # dependencies (from other links, or applied locally) came free. Its source is
+            # unknown, so it goes to every link, the one it arrived on included.
+            origin = None
         first = not self._outbox
         entry = self._outbox.get(id(origin))
         if entry is None:

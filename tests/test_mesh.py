@@ -1,0 +1,170 @@
+"""The mesh over the simulated network, on a virtual clock: formation, relays, faults."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pycrdt
+import pytest
+
+from crdtsync import Peer, SyncTimeoutError
+from crdtsync.mesh import Mesh
+from crdtsync.replica import Replica
+from crdtsync.testing import SimNetwork, converged, sim_room, wait_converged
+from crdtsync.testing.virtual_clock import run
+
+
+def text_of(peer: Peer) -> str:
+    return str(peer.doc.get("text", type=pycrdt.Text))
+
+
+def type_in(peer: Peer, words: str) -> None:
+    text = peer.doc.get("text", type=pycrdt.Text)
+    text.insert(len(text), words)
+
+
+def test_full_mesh_forms_and_converges() -> None:
+    async def scenario() -> None:
+        async with sim_room(SimNetwork(seed=1), 5) as peers:
+            for peer in peers:
+                assert peer.peers == {other.id for other in peers} - {peer.id}
+            for index, peer in enumerate(peers):
+                type_in(peer, f"<{index}>")
+            await wait_converged([peer.doc for peer in peers], timeout=5)
+            assert all(f"<{index}>" in text_of(peers[0]) for index in range(5))
+
+    run(scenario())
+
+
+def test_full_mesh_relays_nothing() -> None:
+    """In a full mesh an edit crosses each link once: no peer forwards it."""
+
+    async def scenario() -> None:
+        network = SimNetwork(seed=2, latency=0.01)
+        async with sim_room(network, 4) as peers:
+            await asyncio.sleep(0.5)  # LINKS announcements settle (virtual time)
+            before = network.messages_delivered
+            type_in(peers[0], "one edit")
+            await wait_converged([peer.doc for peer in peers], timeout=5)
+            await asyncio.sleep(0.1)
+            assert network.messages_delivered - before == 3
+
+    run(scenario())
+
+
+def test_partial_mesh_of_twelve_converges_through_relays() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=3, latency=0.01, jitter=0.01)
+        async with sim_room(network, 12, max_conns=3) as peers:
+            degrees = [len(peer.peers) for peer in peers]
+            assert max(degrees) < 11, degrees  # really partial
+            for index, peer in enumerate(peers):
+                type_in(peer, f"[{index}]")
+            await wait_converged([peer.doc for peer in peers], timeout=10)
+            assert all(f"[{index}]" in text_of(peers[5]) for index in range(12))
+
+    run(scenario())
+
+
+def test_crashed_peer_is_dropped_within_seconds() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=4)
+        async with sim_room(network, 3) as (alice, bob, carol):
+            loop = asyncio.get_running_loop()
+            crashed_at = loop.time()
+            network.crash(carol.id)
+            await alice.wait_for_peers(1, timeout=1)  # still linked to bob
+            await alice.wait_for(lambda: carol.id not in alice.peers, timeout=10, what="drop")
+            assert loop.time() - crashed_at <= 6.0  # dead_after 5 s + one heartbeat
+            type_in(alice, "after the crash")
+            await wait_converged([alice.doc, bob.doc], timeout=5)
+            await carol.aclose()
+
+    run(scenario())
+
+
+def test_partition_then_heal_converges_and_relinks() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=5, latency=0.01)
+        async with sim_room(network, 4) as peers:
+            left, right = peers[:2], peers[2:]
+            network.partition({p.id for p in left}, {p.id for p in right})
+            for index, peer in enumerate(peers):
+                type_in(peer, f"({index})")
+            await wait_converged([p.doc for p in left], timeout=5)
+            await wait_converged([p.doc for p in right], timeout=5)
+            assert not converged([peer.doc for peer in peers])
+            await asyncio.sleep(10)  # both sides give up on the cut links
+            assert right[0].id not in left[0].peers
+            network.heal()
+            await wait_converged([peer.doc for peer in peers], timeout=20)
+            for peer in peers:
+                await peer.wait_for_peers(3, timeout=20)
+
+    run(scenario())
+
+
+def test_rejoin_after_crash_with_offline_edits() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=6)
+        async with sim_room(network, 3) as (alice, bob, carol):
+            network.crash(carol.id)
+            await carol.aclose()
+            type_in(carol, "typed while offline")  # the doc outlives its peer
+            type_in(alice, "typed meanwhile")
+            async with Peer(carol.doc, room="room", network=network) as again:
+                await again.wait_for_peers(2, timeout=10)
+                await wait_converged([alice.doc, bob.doc, carol.doc], timeout=10)
+            assert "typed while offline" in text_of(bob)
+
+    run(scenario())
+
+
+def test_awareness_reaches_everyone_and_expires_for_the_crashed() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=7)
+        async with sim_room(network, 3, presence_timeout=10.0) as (alice, bob, carol):
+            alice.awareness.set_local_state({"name": "alice", "cursor": 3})
+            await asyncio.sleep(0.1)
+            client = alice.doc.client_id
+            assert bob.awareness.states[client] == {"name": "alice", "cursor": 3}
+            assert carol.awareness.states[client]["name"] == "alice"
+            network.crash(alice.id)
+            await asyncio.sleep(15)
+            assert client not in bob.awareness.states
+            await alice.aclose()
+
+    run(scenario())
+
+
+def test_waits_time_out_with_a_clear_error() -> None:
+    async def scenario() -> None:
+        async with sim_room(SimNetwork(seed=8), 1) as (alone,):
+            with pytest.raises(SyncTimeoutError, match="2 linked peers not reached within 1"):
+                await alone.wait_for_peers(2, timeout=1)
+
+    run(scenario())
+
+
+def test_glare_leaves_one_link() -> None:
+    """Two peers that both dial each other end up with one link, the same one on both sides."""
+
+    async def scenario() -> None:
+        network = SimNetwork(seed=9)
+        docs = [pycrdt.Doc(), pycrdt.Doc()]
+        meshes = [
+            Mesh(Replica(doc), pycrdt.Awareness(doc), network.connector("room")) for doc in docs
+        ]
+        for mesh in meshes:
+            await mesh.start()
+        alice, bob = meshes
+        bob.connector.dial(alice.local_id)  # the larger id dials too, against the rule: glare
+        await asyncio.sleep(1)
+        assert alice.peers == {bob.local_id}
+        assert bob.peers == {alice.local_id}
+        docs[1]["text"] = pycrdt.Text("still syncing")
+        await wait_converged(docs, timeout=5)
+        for mesh in meshes:
+            await mesh.aclose()
+
+    run(scenario())

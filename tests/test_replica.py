@@ -1,0 +1,80 @@
+"""The replica: local edits batch into one update per origin; remote ones carry their link."""
+
+from __future__ import annotations
+
+import pycrdt
+
+from crdtsync.replica import MERGE_GROUP, Replica, merge_many
+from crdtsync.testing import doc_version
+
+
+def test_edits_of_one_tick_leave_as_one_merged_update() -> None:
+    doc = pycrdt.Doc()
+    calls: list[None] = []
+    replica = Replica(doc, on_outgoing=lambda: calls.append(None))
+    text = doc.get("text", type=pycrdt.Text)
+    for char in "hello":
+        text += char
+    assert len(calls) == 1  # the mesh is woken once per batch
+    (outgoing,) = replica.take_outgoing()
+    assert outgoing.origin is None
+    other = pycrdt.Doc()
+    other.apply_update(outgoing.update)
+    assert str(other.get("text", type=pycrdt.Text)) == "hello"
+    assert replica.take_outgoing() == []
+    text += "!"
+    assert len(calls) == 2
+
+
+def test_remote_updates_are_tagged_with_their_link_and_kept_apart() -> None:
+    source = pycrdt.Doc()
+    source["m"] = pycrdt.Map({"a": 1})
+    doc = pycrdt.Doc()
+    replica = Replica(doc)
+    doc.get("text", type=pycrdt.Text).insert(0, "local")
+    replica.apply_remote(source.get_update(), origin="link-1")
+    replica.apply_remote(source.get_update(), origin="link-2")  # a duplicate: no event
+    origins = [item.origin for item in replica.take_outgoing()]
+    assert origins == [None, "link-1"]
+
+
+def test_merge_many_handles_more_than_one_group() -> None:
+    doc = pycrdt.Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text = doc.get("text", type=pycrdt.Text)
+    for index in range(MERGE_GROUP * 2 + 7):
+        text.insert(index % (len(text) + 1), "x")
+    merged = merge_many(updates)
+    copy = pycrdt.Doc()
+    copy.apply_update(merged)
+    assert doc_version(copy) == doc_version(doc)
+    assert str(copy.get("text", type=pycrdt.Text)) == str(text)
+
+
+def test_closed_replica_stops_listening() -> None:
+    doc = pycrdt.Doc()
+    replica = Replica(doc)
+    replica.close()
+    replica.close()
+    doc["text"] = pycrdt.Text("after close")
+    assert replica.take_outgoing() == []
+
+
+def test_content_released_from_pending_goes_to_every_link() -> None:
+    """An update that waited for a dependency is not credited to the link that unblocked it."""
+    author = pycrdt.Doc(client_id=1)
+    text = author.get("text", type=pycrdt.Text)
+    text += "first"
+    first = author.get_update()
+    state = author.get_state()
+    text += " second"
+    second = author.get_update(state)
+
+    replica = Replica(pycrdt.Doc())
+    replica.apply_remote(second, origin="link-late")  # held: "first" is missing
+    assert replica.take_outgoing() == []
+    replica.apply_remote(first, origin="link-early")
+    (outgoing,) = replica.take_outgoing()
+    assert outgoing.origin is None
+    assert str(replica.doc.get("text", type=pycrdt.Text)) == "first second"
