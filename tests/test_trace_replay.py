@@ -10,6 +10,8 @@ import asyncio
 
 import pycrdt
 import pytest
+
+from crdtsync.testing import SimNetwork, sim_room, wait_converged
 from crdtsync.testing.traces import (
     TEXT_NAME,
     ConcurrentTrace,
@@ -19,8 +21,6 @@ from crdtsync.testing.traces import (
     load_trace,
 )
 from crdtsync.testing.virtual_clock import run
-
-from crdtsync.testing import SimNetwork, sim_room, wait_converged
 
 
 @pytest.mark.parametrize("name", ["friendsforever", "clownschool"])

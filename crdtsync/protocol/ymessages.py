@@ -25,6 +25,7 @@ __all__ = [
     "awareness_message",
     "parse_awareness_message",
     "parse_sync_message",
+    "read_state_vector",
     "read_var_uint",
     "sync_step1",
     "sync_step2",
@@ -88,6 +89,20 @@ def read_var_uint(data: bytes, offset: int) -> tuple[int, int]:
         f"varuint at offset {offset}: truncated after {pos - offset} bytes "
         f"(data is {len(data)} bytes)"
     )
+
+
+def read_state_vector(state_vector: bytes) -> dict[int, int]:
+    """Decode a Yjs state vector into ``{client id: clock}``; ProtocolError if malformed."""
+    count, offset = read_var_uint(state_vector, 0)
+    clocks: dict[int, int] = {}
+    for _ in range(count):
+        client, offset = read_var_uint(state_vector, offset)
+        clocks[client], offset = read_var_uint(state_vector, offset)
+    if offset != len(state_vector):
+        raise ProtocolError(
+            f"state vector: {len(state_vector) - offset} bytes left after {count} entries"
+        )
+    return clocks
 
 
 def _check_bytes(value: object, what: str) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.errors import SyncTimeoutError
-from crdtsync.protocol.ymessages import read_var_uint
+from crdtsync.protocol.ymessages import read_state_vector, read_var_uint
 
 __all__ = ["DocVersion", "converged", "doc_version", "wait_converged"]
 
@@ -24,12 +24,7 @@ DocVersion = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, tuple[tuple[int
 def doc_version(doc: pycrdt.Doc[Any]) -> DocVersion:
     """The canonical (state vector, delete set) of ``doc``: equal versions, equal documents."""
     state = doc.get_state()
-    count, offset = read_var_uint(state, 0)
-    clocks = []
-    for _ in range(count):
-        client, offset = read_var_uint(state, offset)
-        clock, offset = read_var_uint(state, offset)
-        clocks.append((client, clock))
+    clocks = read_state_vector(state)
     # An update against our own state vector holds no structs, only the whole delete set.
     update = doc.get_update(state)
     structs, offset = read_var_uint(update, 0)
@@ -46,7 +41,7 @@ def doc_version(doc: pycrdt.Doc[Any]) -> DocVersion:
             length, offset = read_var_uint(update, offset)
             spans.append((clock, length))
         deletions.append((client, _merged(spans)))
-    return tuple(sorted(clocks)), tuple(sorted(deletions))
+    return tuple(sorted(clocks.items())), tuple(sorted(deletions))
 
 
 def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
