@@ -85,16 +85,15 @@ def main() -> None:
     for run in range(args.runs):  # side by side, so drift hits both alike
         bound.append(lower_bound(updates))
         mesh.append(asyncio.run(mesh_run(trace, updates, args.peers)))
-        print(
-            f"  run {run + 1}/{args.runs}: mesh {mesh[-1]['seconds']:.3f} s, bound {bound[-1]:.4f} s"
-        )
+        latest = mesh[-1]["seconds"]
+        print(f"  run {run + 1}/{args.runs}: mesh {latest:.3f} s, bound {bound[-1]:.4f} s")
     seconds = summary([m["seconds"] for m in mesh])
     result = {
         "trace": args.trace,
         "edits": len(updates),
         "peers": max(args.peers, trace.num_agents),
         "runs": args.runs,
-        "machine": f"{platform.python_implementation()} {platform.python_version()} {platform.machine()}",
+        "machine": f"Python {platform.python_version()} on {platform.machine()}",
         "mesh_seconds": seconds,
         "lower_bound_seconds": summary(bound),
         "ratio_to_lower_bound": seconds["median"] / statistics.median(bound),

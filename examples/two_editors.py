@@ -30,7 +30,9 @@ async def main() -> None:
         bob_text = bob_doc.get("note", type=pycrdt.Text)
         alice.awareness.set_local_state({"user": "alice", "cursor": 0})
         bob.awareness.set_local_state({"user": "bob", "cursor": 0})
-        for alice_word, bob_word in zip(["The", "quick", "fox"], ["jumps", "over", "dogs"]):
+        for alice_word, bob_word in zip(
+            ["The", "quick", "fox"], ["jumps", "over", "dogs"], strict=True
+        ):
             alice_text.insert(0, alice_word + " ")  # both type at once
             bob_text.insert(len(bob_text), " " + bob_word)
             await asyncio.sleep(0.01)
