@@ -1,4 +1,4 @@
-"""The ``crdtsync`` command: ``crdtsync demo`` replays a real editing trace across peers.
+"""The ``crdtsync`` command: ``demo`` replays a real editing trace, ``signal`` runs a server.
 
 The demo runs on the simulated network: one peer per author of a concurrent editing trace,
 each typing its own edits at full speed while the mesh carries them, then checks every
@@ -20,6 +20,7 @@ import pycrdt
 
 from crdtsync.errors import CrdtSyncError
 from crdtsync.peer import Peer
+from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.convergence import wait_converged
 from crdtsync.testing.traces import (
     TEXT_NAME,
@@ -87,6 +88,13 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _signal(args: argparse.Namespace) -> int:
+    async with SignalingServer(args.host, args.port) as server:
+        print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
+        await asyncio.Event().wait()  # serve until interrupted
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crdtsync", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the mesh does")
@@ -100,13 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated network")
     demo.add_argument("--batch", type=int, default=20, help="edits typed per event-loop tick")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for convergence")
+    signal = commands.add_parser("signal", help="run a signaling server")
+    signal.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    signal.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
     args = parser.parse_args(argv)
+    quiet = logging.INFO if args.command == "signal" else logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose else quiet,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(_demo(args))
+        return asyncio.run(_demo(args) if args.command == "demo" else _signal(args))
     except CrdtSyncError as exc:
         print(f"crdtsync: {exc}", file=sys.stderr)
         return 1

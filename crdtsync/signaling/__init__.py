@@ -1,0 +1,1 @@
+"""Signaling: the server that introduces peers, and (next) the client that peers use."""

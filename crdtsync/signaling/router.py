@@ -1,0 +1,286 @@
+"""The signaling server's core, sans I/O: rooms, assigned ids, targeted relay, and limits.
+
+Fed with ``connect()``, ``receive()``, ``disconnect()`` and ``handle_timer()``, drained with
+``take_outgoing()`` (bytes per connection) and ``take_closing()``. The websockets adapter in
+``server.py`` only moves bytes. A client over a limit gets an ``error`` message; one that
+keeps at it is disconnected; nobody else notices.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crdtsync.errors import ConfigError, ProtocolError
+from crdtsync.protocol.signaling import (
+    SIGNALING_VERSION,
+    Error,
+    Hello,
+    Join,
+    Joined,
+    Leave,
+    PeerJoined,
+    PeerLeft,
+    Ping,
+    Pong,
+    Signal,
+    SignalingMessage,
+    Welcome,
+    decode_signaling,
+    encode_signaling,
+)
+from crdtsync.signaling.tokens import verify_join_token
+
+__all__ = ["Router", "SignalingSettings"]
+
+logger = logging.getLogger("crdtsync.signaling")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingSettings:
+    """Server limits; every default says where it comes from."""
+
+    # An SDP offer with a few candidates is a few kB; 64 KiB leaves room and bounds memory.
+    max_message_size: int = 65536
+    max_rooms_per_connection: int = 16
+    # A full mesh of 64 peers is 2,016 links: far past where max_conns makes it partial.
+    max_peers_per_room: int = 64
+    # Setting up a link is a handful of messages; a burst covers joining a busy room.
+    messages_per_second: float = 50.0
+    burst: int = 200
+    # Refusals a client may collect before it is disconnected.
+    max_violations: int = 5
+    # Clients ping every 15 s; three missed pings and the connection is dropped.
+    idle_timeout: float = 45.0
+    # With a secret, joining needs a token (see tokens.py).
+    token_secret: bytes | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_rooms_per_connection", "max_peers_per_room", "burst"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.messages_per_second <= 0 or self.idle_timeout <= 0:
+            raise ConfigError("messages_per_second and idle_timeout must be positive")
+
+
+@dataclass
+class _Client:
+    conn: int
+    peer_id: str | None = None
+    rooms: set[str] = field(default_factory=set)
+    tokens: float = 0.0
+    refilled_at: float = 0.0
+    last_seen: float = 0.0
+    violations: int = 0
+
+
+class Router:
+    """Rooms and routing for all connections of one server."""
+
+    def __init__(
+        self,
+        settings: SignalingSettings | None = None,
+        *,
+        new_peer_id: Callable[[], str] = lambda: secrets.token_hex(8),
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or SignalingSettings()
+        self._new_peer_id = new_peer_id
+        self._wall_clock = wall_clock
+        self._clients: dict[int, _Client] = {}
+        self._by_peer: dict[str, _Client] = {}
+        self._rooms: dict[str, set[str]] = {}
+        self._next_conn = 0
+        self._outgoing: list[tuple[int, bytes]] = []
+        self._closing: list[tuple[int, int, str]] = []
+
+    @property
+    def rooms(self) -> dict[str, frozenset[str]]:
+        """Each room's members (peer ids), for logs and tests."""
+        return {room: frozenset(members) for room, members in self._rooms.items()}
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def connect(self, now: float) -> int:
+        """A new connection; returns its handle. Nothing to send until it says hello."""
+        self._next_conn += 1
+        self._clients[self._next_conn] = _Client(
+            self._next_conn, tokens=float(self.settings.burst), refilled_at=now, last_seen=now
+        )
+        return self._next_conn
+
+    def receive(self, conn: int, data: bytes, now: float) -> None:
+        """One message from ``conn``; then drain ``take_outgoing()`` and ``take_closing()``."""
+        client = self._clients.get(conn)
+        if client is None:
+            return
+        client.last_seen = now
+        if not self._take_token(client, now):
+            self._refuse(
+                client, "rate-limited", f"over {self.settings.messages_per_second:g} messages/s"
+            )
+            return
+        try:
+            message = decode_signaling(data, max_size=self.settings.max_message_size)
+        except ProtocolError as exc:
+            self._refuse(client, "malformed", str(exc))
+            return
+        self._handle(client, message)
+
+    def disconnect(self, conn: int) -> None:
+        """The connection is gone: leave its rooms; then drain ``take_outgoing()``."""
+        client = self._clients.pop(conn, None)
+        if client is None:
+            return
+        for room in list(client.rooms):
+            self._leave(client, room)
+        if client.peer_id is not None:
+            del self._by_peer[client.peer_id]
+            logger.info("= %s disconnected", client.peer_id)
+
+    def handle_timer(self, now: float) -> None:
+        """Drop connections idle past ``idle_timeout``; then drain ``take_closing()``."""
+        for client in list(self._clients.values()):
+            if now >= client.last_seen + self.settings.idle_timeout:
+                self._close(client, 1001, f"idle for {self.settings.idle_timeout:g} s")
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer()`` must next run."""
+        if not self._clients:
+            return None
+        return (
+            min(client.last_seen for client in self._clients.values()) + self.settings.idle_timeout
+        )
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    def take_outgoing(self) -> list[tuple[int, bytes]]:
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def take_closing(self) -> list[tuple[int, int, str]]:
+        """Connections to close, with a WebSocket close code and reason."""
+        closing, self._closing = self._closing, []
+        return closing
+
+    # -- rules --------------------------------------------------------------------------------
+
+    def _handle(self, client: _Client, message: SignalingMessage) -> None:
+        if client.peer_id is None:
+            if not isinstance(message, Hello):
+                self._close(client, 1002, "the first message must be hello")
+            elif message.version != SIGNALING_VERSION:
+                self._send(
+                    client,
+                    Error("version", f"server speaks {SIGNALING_VERSION}, not {message.version}"),
+                )
+                self._close(client, 1002, "unsupported signaling version")
+            else:
+                client.peer_id = self._new_peer_id()
+                self._by_peer[client.peer_id] = client
+                self._send(client, Welcome(client.peer_id))
+                logger.info("= %s connected", client.peer_id)
+            return
+        if isinstance(message, Join):
+            self._join(client, message)
+        elif isinstance(message, Leave):
+            if message.room in client.rooms:
+                self._leave(client, message.room)
+        elif isinstance(message, Signal):
+            self._relay(client, message)
+        elif isinstance(message, Ping):
+            self._send(client, Pong(message.nonce))
+        else:
+            self._refuse(
+                client, "unexpected", f"clients do not send {type(message).__name__.lower()}"
+            )
+
+    def _join(self, client: _Client, join: Join) -> None:
+        assert client.peer_id is not None
+        if join.room in client.rooms:
+            self._refuse(client, "already-joined", f"already in room {join.room!r}")
+            return
+        secret = self.settings.token_secret
+        if secret is not None:
+            problem = (
+                "missing"
+                if join.token is None
+                else verify_join_token(secret, join.room, join.token, self._wall_clock())
+            )
+            if problem is not None:
+                logger.info("! %s refused room %r: token %s", client.peer_id, join.room, problem)
+                self._refuse(client, "token", f"join token {problem} for room {join.room!r}")
+                return
+        if len(client.rooms) >= self.settings.max_rooms_per_connection:
+            self._refuse(
+                client, "too-many-rooms", f"at most {self.settings.max_rooms_per_connection} rooms"
+            )
+            return
+        members = self._rooms.setdefault(join.room, set())
+        if len(members) >= self.settings.max_peers_per_room:
+            self._refuse(
+                client,
+                "room-full",
+                f"room {join.room!r} has {len(members)} peers, the most allowed",
+            )
+            return
+        self._send(client, Joined(join.room, frozenset(members)))
+        for member in members:
+            self._send(self._by_peer[member], PeerJoined(join.room, client.peer_id))
+        members.add(client.peer_id)
+        client.rooms.add(join.room)
+        logger.info("= %s joined %r (%d peers)", client.peer_id, join.room, len(members))
+
+    def _leave(self, client: _Client, room: str) -> None:
+        assert client.peer_id is not None
+        client.rooms.discard(room)
+        members = self._rooms.get(room, set())
+        members.discard(client.peer_id)
+        for member in members:
+            self._send(self._by_peer[member], PeerLeft(room, client.peer_id))
+        if not members:
+            self._rooms.pop(room, None)
+        logger.info("= %s left %r", client.peer_id, room)
+
+    def _relay(self, client: _Client, signal: Signal) -> None:
+        assert client.peer_id is not None
+        target = self._by_peer.get(signal.peer_id)
+        if signal.room not in client.rooms or target is None or signal.room not in target.rooms:
+            # Never across rooms, never to strangers: both must be in the room.
+            self._refuse(
+                client, "no-such-peer", f"no peer {signal.peer_id!r} in room {signal.room!r}"
+            )
+            return
+        self._send(target, Signal(signal.room, client.peer_id, signal.data))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _take_token(self, client: _Client, now: float) -> bool:
+        rate = self.settings.messages_per_second
+        client.tokens = min(
+            float(self.settings.burst), client.tokens + (now - client.refilled_at) * rate
+        )
+        client.refilled_at = now
+        if client.tokens < 1.0:
+            return False
+        client.tokens -= 1.0
+        return True
+
+    def _send(self, client: _Client, message: SignalingMessage) -> None:
+        self._outgoing.append((client.conn, encode_signaling(message)))
+
+    def _refuse(self, client: _Client, code: str, reason: str) -> None:
+        client.violations += 1
+        who = client.peer_id or f"connection {client.conn}"
+        logger.info("! %s refused (%s): %s", who, code, reason)
+        if client.violations > self.settings.max_violations:
+            self._close(client, 1008, f"too many refused requests (last: {code})")
+            return
+        self._send(client, Error(code, reason))
+
+    def _close(self, client: _Client, code: int, reason: str) -> None:
+        self._closing.append((client.conn, code, reason))
+        self.disconnect(client.conn)

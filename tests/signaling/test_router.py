@@ -1,0 +1,177 @@
+"""The signaling core without sockets: ids, rooms, relay, tokens, limits, idle timeouts."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from crdtsync.protocol.signaling import (
+    Error,
+    Hello,
+    Join,
+    Joined,
+    Leave,
+    PeerJoined,
+    PeerLeft,
+    Ping,
+    Pong,
+    Signal,
+    SignalingMessage,
+    Welcome,
+    decode_signaling,
+    encode_signaling,
+)
+from crdtsync.signaling.router import Router, SignalingSettings
+from crdtsync.signaling.tokens import make_join_token
+
+SECRET = b"server secret"
+
+
+class Harness:
+    def __init__(self, settings: SignalingSettings | None = None, wall: float = 1000.0) -> None:
+        ids = (f"peer-{n}" for n in itertools.count(1))
+        self.router = Router(settings, new_peer_id=lambda: next(ids), wall_clock=lambda: wall)
+        self.now = 0.0
+
+    def connect(self) -> int:
+        conn = self.router.connect(self.now)
+        self.send(conn, Hello())
+        return conn
+
+    def send(self, conn: int, message: SignalingMessage | bytes) -> None:
+        data = message if isinstance(message, bytes) else encode_signaling(message)
+        self.router.receive(conn, data, self.now)
+
+    def inbox(self) -> dict[int, list[SignalingMessage]]:
+        boxes: dict[int, list[SignalingMessage]] = {}
+        for conn, data in self.router.take_outgoing():
+            boxes.setdefault(conn, []).append(decode_signaling(data, max_size=1 << 20))
+        return boxes
+
+
+def test_ids_are_assigned_and_rooms_announce_members() -> None:
+    h = Harness()
+    a, b, c = h.connect(), h.connect(), h.connect()
+    assert h.inbox() == {a: [Welcome("peer-1")], b: [Welcome("peer-2")], c: [Welcome("peer-3")]}
+    h.send(a, Join("notes"))
+    h.send(b, Join("notes"))
+    h.send(c, Join("other"))
+    assert h.inbox() == {
+        a: [Joined("notes", frozenset()), PeerJoined("notes", "peer-2")],
+        b: [Joined("notes", frozenset({"peer-1"}))],
+        c: [Joined("other", frozenset())],
+    }
+    h.send(b, Leave("notes"))
+    assert h.inbox() == {a: [PeerLeft("notes", "peer-2")]}
+    h.router.disconnect(a)
+    assert h.router.rooms == {"other": frozenset({"peer-3"})}
+
+
+def test_signals_go_to_one_peer_of_the_same_room_only() -> None:
+    h = Harness()
+    a, b, c = h.connect(), h.connect(), h.connect()
+    h.send(a, Join("notes"))
+    h.send(b, Join("notes"))
+    h.send(c, Join("other"))
+    h.inbox()
+    h.send(a, Signal("notes", "peer-2", b"offer"))
+    assert h.inbox() == {b: [Signal("notes", "peer-1", b"offer")]}  # the server names the sender
+    h.send(c, Signal("notes", "peer-1", b"sneaky"))  # c is not in notes
+    h.send(a, Signal("notes", "peer-3", b"across rooms"))
+    boxes = h.inbox()
+    assert [type(m) for m in boxes[c]] == [Error]
+    assert boxes[a] == [Error("no-such-peer", "no peer 'peer-3' in room 'notes'")]
+    assert b not in boxes
+
+
+def test_tokens_admit_only_the_invited() -> None:
+    h = Harness(SignalingSettings(token_secret=SECRET), wall=1000.0)
+    conn = h.connect()
+    h.inbox()
+    h.send(conn, Join("notes"))
+    h.send(conn, Join("notes", make_join_token(b"other secret", "notes", 2000)))
+    h.send(conn, Join("notes", make_join_token(SECRET, "notes", 999)))
+    h.send(conn, Join("notes", make_join_token(SECRET, "elsewhere", 2000)))
+    refusals = [m for m in h.inbox()[conn] if isinstance(m, Error)]
+    assert [m.message for m in refusals] == [
+        "join token missing for room 'notes'",
+        "join token forged for room 'notes'",
+        "join token expired for room 'notes'",
+        "join token forged for room 'notes'",
+    ]
+    h.send(conn, Join("notes", make_join_token(SECRET, "notes", 2000)))
+    assert h.inbox()[conn] == [Joined("notes", frozenset())]
+
+
+def test_limits_refuse_then_disconnect_the_persistent() -> None:
+    h = Harness(
+        SignalingSettings(max_peers_per_room=1, max_rooms_per_connection=1, max_violations=2)
+    )
+    a, b = h.connect(), h.connect()
+    h.send(a, Join("one"))
+    h.send(b, Join("one"))  # full
+    h.send(a, Join("two"))  # too many rooms
+    boxes = h.inbox()
+    assert boxes[b][-1].code == "room-full"  # type: ignore[union-attr]
+    assert boxes[a][-1].code == "too-many-rooms"  # type: ignore[union-attr]
+    h.send(a, b"\xc1garbage")
+    assert h.inbox()[a][-1].code == "malformed"  # type: ignore[union-attr]
+    h.send(a, b"\xc1garbage")
+    assert h.router.take_closing() == [(a, 1008, "too many refused requests (last: malformed)")]
+    assert h.router.rooms == {}  # a left its room with its connection
+
+
+def test_a_flood_is_rate_limited() -> None:
+    h = Harness(SignalingSettings(messages_per_second=10, burst=20, max_violations=1000))
+    conn = h.connect()
+    h.inbox()
+    for nonce in range(50):
+        h.send(conn, Ping(nonce))
+    replies = h.inbox()[conn]
+    assert sum(isinstance(m, Pong) for m in replies) == 19  # the burst, less hello
+    assert sum(isinstance(m, Error) and m.code == "rate-limited" for m in replies) == 31
+    h.now = 1.0  # ten more tokens a second later
+    for nonce in range(12):
+        h.send(conn, Ping(nonce))
+    assert sum(isinstance(m, Pong) for m in h.inbox()[conn]) == 10
+
+
+def test_hello_first_and_version_checked() -> None:
+    h = Harness()
+    conn = h.router.connect(0.0)
+    h.send(conn, Join("notes"))
+    assert h.router.take_closing() == [(conn, 1002, "the first message must be hello")]
+    conn = h.router.connect(0.0)
+    h.send(conn, Hello(version=9))
+    assert h.inbox()[conn][0].code == "version"  # type: ignore[union-attr]
+    assert h.router.take_closing()[0][1] == 1002
+
+
+def test_idle_connections_are_dropped_on_time() -> None:
+    h = Harness(SignalingSettings(idle_timeout=45.0))
+    a = h.connect()
+    h.now = 30.0
+    b = h.connect()
+    assert h.router.get_timer() == 45.0
+    h.router.handle_timer(45.0)
+    assert h.router.take_closing() == [(a, 1001, "idle for 45 s")]
+    assert h.router.get_timer() == 75.0
+    h.now = 60.0
+    h.send(b, Ping(1))
+    h.router.handle_timer(75.0)
+    assert h.router.take_closing() == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x90", b"\x81\xa1t\xa5hello", b"\x82\xa1t\xa4join\xa4room\x01", b"\x81\xa1t\xa3xyz"],
+)
+def test_malformed_messages_are_refused_not_raised(data: bytes) -> None:
+    h = Harness()
+    conn = h.connect()
+    h.inbox()
+    h.send(conn, data)
+    (refusal,) = h.inbox()[conn]
+    assert isinstance(refusal, Error)
+    assert refusal.code == "malformed"

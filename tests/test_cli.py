@@ -1,0 +1,57 @@
+"""The command line, run as a user would: separate processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+from websockets.asyncio.client import connect
+
+from crdtsync.protocol.signaling import Hello, Welcome, decode_signaling, encode_signaling
+
+TIMEOUT = 60
+
+
+def test_demo_replays_the_bundled_trace_and_checks_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crdtsync.cli", "demo", "--peers", "3"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "checksum against the trace's end content: OK" in result.stdout
+    assert "3 peers linked" in result.stdout
+
+
+def test_signal_serves_until_interrupted() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()  # the server prints its URL once listening
+            url = line.split()[3]
+            assert url.startswith("ws://127.0.0.1:")
+
+            async def greet() -> object:
+                async with connect(url, compression=None, open_timeout=10) as ws:
+                    await ws.send(encode_signaling(Hello()))
+                    data = await asyncio.wait_for(ws.recv(), 10)
+                    assert isinstance(data, bytes)
+                    return decode_signaling(data, max_size=1 << 16)
+
+            assert isinstance(asyncio.run(greet()), Welcome)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=TIMEOUT) == 130
+            assert process.stderr is not None
+            assert "connected" in process.stderr.read()  # the structured log of the join
+        finally:
+            if process.poll() is None:
+                process.kill()  # never leave a server behind a failed test
