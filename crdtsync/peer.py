@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable
 from types import TracebackType
@@ -22,8 +21,6 @@ from crdtsync.transport.base import Connector
 from crdtsync.transport.memory import SimNetwork
 
 __all__ = ["Peer"]
-
-logger = logging.getLogger(__name__)
 
 
 class Peer:

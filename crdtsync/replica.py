@@ -2,13 +2,11 @@
 
 The replica observes every transaction on the ``Doc``. Updates it applied for a link are
 tagged with that link, so the mesh never echoes them back; everything produced before the
-mesh drains the outbox (one event-loop tick, or longer while links are congested) leaves as
-one merged update per origin.
+mesh drains the outbox (one event-loop tick) leaves as one merged update per origin.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +14,6 @@ from typing import Any
 import pycrdt
 
 __all__ = ["OutgoingUpdate", "Replica", "merge_many"]
-
-logger = logging.getLogger(__name__)
 
 # pycrdt's merge_updates is fast for ~1k small updates (4.7 ms) but superlinear beyond
 # (100k: 67 s): merge in groups of this size, then merge the results.
@@ -83,10 +79,6 @@ class Replica:
             self._applying = b""
 
     # -- outbox ---------------------------------------------------------------------------------
-
-    @property
-    def has_outgoing(self) -> bool:
-        return bool(self._outbox)
 
     def take_outgoing(self) -> list[OutgoingUpdate]:
         """Everything since the last call: one merged update per origin, oldest origin first."""
