@@ -9,7 +9,15 @@ import sys
 
 from websockets.asyncio.client import connect
 
-from crdtsync.protocol.signaling import Hello, Welcome, decode_signaling, encode_signaling
+from crdtsync.protocol.signaling import (
+    Challenge,
+    Hello,
+    Prove,
+    Welcome,
+    decode_signaling,
+    encode_signaling,
+)
+from crdtsync.signaling.identity import Identity
 
 TIMEOUT = 60
 
@@ -41,8 +49,14 @@ def test_signal_serves_until_interrupted() -> None:
             assert url.startswith("ws://127.0.0.1:")
 
             async def greet() -> object:
+                identity = Identity()
                 async with connect(url, compression=None, open_timeout=10) as ws:
-                    await ws.send(encode_signaling(Hello()))
+                    await ws.send(encode_signaling(Hello(identity.public_key)))
+                    challenge = decode_signaling(
+                        await asyncio.wait_for(ws.recv(), 10), max_size=1 << 16
+                    )
+                    assert isinstance(challenge, Challenge)
+                    await ws.send(encode_signaling(Prove(identity.sign(challenge.nonce))))
                     data = await asyncio.wait_for(ws.recv(), 10)
                     assert isinstance(data, bytes)
                     return decode_signaling(data, max_size=1 << 16)

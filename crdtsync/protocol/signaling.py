@@ -1,7 +1,10 @@
 """The signaling protocol: how peers find each other through a server, sans I/O.
 
-Messages are msgpack maps with a type ``t``. A client says ``hello`` (protocol version),
-the server answers ``welcome`` with the peer id it assigns; the client then joins rooms,
+Messages are msgpack maps with a type ``t``. A client says ``hello`` (protocol version and
+its Ed25519 public key), the server sends a ``challenge`` nonce, the client ``prove``s it
+holds the key, and the server answers ``welcome`` with the peer id it derives from the key:
+nobody can speak as someone else, and a peer keeps its id across reconnects and server
+restarts. The client then joins rooms,
 and sends ``signal`` payloads (SDP offers, answers, ICE candidates, opaque to the server)
 to one peer of a room it is in. The server never sees document data.
 """
@@ -18,6 +21,7 @@ from crdtsync.errors import LocalProtocolError, ProtocolError
 __all__ = [
     "MAX_ROOM_LENGTH",
     "SIGNALING_VERSION",
+    "Challenge",
     "Error",
     "Hello",
     "Join",
@@ -27,6 +31,7 @@ __all__ = [
     "PeerLeft",
     "Ping",
     "Pong",
+    "Prove",
     "Signal",
     "SignalingMessage",
     "Welcome",
@@ -42,9 +47,24 @@ _MAX_TOKEN_LENGTH = 512
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Client's first message: the protocol version it speaks."""
+    """Client's first message: the protocol version it speaks, and its public key."""
 
+    public_key: bytes
     version: int = SIGNALING_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Server: sign this nonce with the key you named."""
+
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Prove:
+    """Client: the signature of the challenge's nonce."""
+
+    signature: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +134,25 @@ class Error:
 
 
 SignalingMessage = (
-    Hello | Welcome | Join | Joined | Leave | PeerJoined | PeerLeft | Signal | Ping | Pong | Error
+    Hello
+    | Challenge
+    | Prove
+    | Welcome
+    | Join
+    | Joined
+    | Leave
+    | PeerJoined
+    | PeerLeft
+    | Signal
+    | Ping
+    | Pong
+    | Error
 )
 
 _TYPES: dict[type[Any], str] = {
     Hello: "hello",
+    Challenge: "challenge",
+    Prove: "prove",
     Welcome: "welcome",
     Join: "join",
     Joined: "joined",
@@ -136,7 +170,11 @@ def encode_signaling(message: SignalingMessage) -> bytes:
     """The wire bytes of ``message``; LocalProtocolError for what decoding would refuse."""
     body: dict[str, Any] = {"t": _TYPES[type(message)]}
     if isinstance(message, Hello):
-        body["v"] = message.version
+        body.update(v=message.version, key=message.public_key)
+    elif isinstance(message, Challenge):
+        body["nonce"] = message.nonce
+    elif isinstance(message, Prove):
+        body["sig"] = message.signature
     elif isinstance(message, Welcome):
         body.update(v=message.version, id=message.peer_id)
     elif isinstance(message, Join):
@@ -187,7 +225,11 @@ def decode_signaling(data: bytes, *, max_size: int) -> SignalingMessage:
     kind = body.get("t")
     fields = _Fields(body, kind)
     if kind == "hello":
-        return Hello(fields.uint("v"))
+        return Hello(fields.binary("key", 32), fields.uint("v"))
+    if kind == "challenge":
+        return Challenge(fields.binary("nonce", 32))
+    if kind == "prove":
+        return Prove(fields.binary("sig", 64))
     if kind == "welcome":
         return Welcome(fields.ident("id"), fields.uint("v"))
     if kind == "join":
@@ -256,8 +298,9 @@ class _Fields:
             raise ProtocolError(f"signaling {self.kind}: {name} must be a list of peer ids")
         return frozenset(value)
 
-    def binary(self, name: str) -> bytes:
+    def binary(self, name: str, length: int | None = None) -> bytes:
         value = self._get(name)
-        if not isinstance(value, bytes):
-            raise ProtocolError(f"signaling {self.kind}: {name} must be binary")
+        if not isinstance(value, bytes) or (length is not None and len(value) != length):
+            size = "" if length is None else f" of {length} bytes"
+            raise ProtocolError(f"signaling {self.kind}: {name} must be binary{size}")
         return value

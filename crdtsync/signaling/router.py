@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from crdtsync.errors import ConfigError, ProtocolError
 from crdtsync.protocol.signaling import (
     SIGNALING_VERSION,
+    Challenge,
     Error,
     Hello,
     Join,
@@ -26,12 +27,14 @@ from crdtsync.protocol.signaling import (
     PeerLeft,
     Ping,
     Pong,
+    Prove,
     Signal,
     SignalingMessage,
     Welcome,
     decode_signaling,
     encode_signaling,
 )
+from crdtsync.signaling.identity import peer_id_of, verify_proof
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["Router", "SignalingSettings"]
@@ -70,6 +73,8 @@ class SignalingSettings:
 class _Client:
     conn: int
     peer_id: str | None = None
+    public_key: bytes | None = None
+    nonce: bytes = b""
     rooms: set[str] = field(default_factory=set)
     tokens: float = 0.0
     refilled_at: float = 0.0
@@ -84,11 +89,11 @@ class Router:
         self,
         settings: SignalingSettings | None = None,
         *,
-        new_peer_id: Callable[[], str] = lambda: secrets.token_hex(8),
+        new_nonce: Callable[[], bytes] = lambda: secrets.token_bytes(32),
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings or SignalingSettings()
-        self._new_peer_id = new_peer_id
+        self._new_nonce = new_nonce
         self._wall_clock = wall_clock
         self._clients: dict[int, _Client] = {}
         self._by_peer: dict[str, _Client] = {}
@@ -170,19 +175,7 @@ class Router:
 
     def _handle(self, client: _Client, message: SignalingMessage) -> None:
         if client.peer_id is None:
-            if not isinstance(message, Hello):
-                self._close(client, 1002, "the first message must be hello")
-            elif message.version != SIGNALING_VERSION:
-                self._send(
-                    client,
-                    Error("version", f"server speaks {SIGNALING_VERSION}, not {message.version}"),
-                )
-                self._close(client, 1002, "unsupported signaling version")
-            else:
-                client.peer_id = self._new_peer_id()
-                self._by_peer[client.peer_id] = client
-                self._send(client, Welcome(client.peer_id))
-                logger.info("= %s connected", client.peer_id)
+            self._introduce(client, message)
             return
         if isinstance(message, Join):
             self._join(client, message)
@@ -197,6 +190,37 @@ class Router:
             self._refuse(
                 client, "unexpected", f"clients do not send {type(message).__name__.lower()}"
             )
+
+    def _introduce(self, client: _Client, message: SignalingMessage) -> None:
+        """hello, challenge, prove, welcome: the id is the key's, proven fresh."""
+        if client.public_key is None:
+            if not isinstance(message, Hello):
+                self._close(client, 1002, "the first message must be hello")
+            elif message.version != SIGNALING_VERSION:
+                self._send(
+                    client,
+                    Error("version", f"server speaks {SIGNALING_VERSION}, not {message.version}"),
+                )
+                self._close(client, 1002, "unsupported signaling version")
+            else:
+                client.public_key = message.public_key
+                client.nonce = self._new_nonce()
+                self._send(client, Challenge(client.nonce))
+            return
+        if not isinstance(message, Prove) or not verify_proof(
+            client.public_key, client.nonce, message.signature
+        ):
+            self._close(client, 1008, "no valid proof of the key named in hello")
+            return
+        peer_id = peer_id_of(client.public_key)
+        previous = self._by_peer.get(peer_id)
+        if previous is not None:
+            # The same peer reconnected before its old connection timed out: the new one wins.
+            self._close(previous, 4000, "replaced by a newer connection of the same peer")
+        client.peer_id = peer_id
+        self._by_peer[peer_id] = client
+        self._send(client, Welcome(peer_id))
+        logger.info("= %s connected", peer_id)
 
     def _join(self, client: _Client, join: Join) -> None:
         assert client.peer_id is not None

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from crdtsync.protocol.signaling import (
+    Challenge,
     Error,
     Hello,
     Join,
@@ -16,12 +17,14 @@ from crdtsync.protocol.signaling import (
     PeerLeft,
     Ping,
     Pong,
+    Prove,
     Signal,
     SignalingMessage,
     Welcome,
     decode_signaling,
     encode_signaling,
 )
+from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.router import Router, SignalingSettings
 from crdtsync.signaling.tokens import make_join_token
 
@@ -30,13 +33,23 @@ SECRET = b"server secret"
 
 class Harness:
     def __init__(self, settings: SignalingSettings | None = None, wall: float = 1000.0) -> None:
-        ids = (f"peer-{n}" for n in itertools.count(1))
-        self.router = Router(settings, new_peer_id=lambda: next(ids), wall_clock=lambda: wall)
+        nonces = (n.to_bytes(32, "big") for n in itertools.count(1))
+        self.router = Router(settings, new_nonce=lambda: next(nonces), wall_clock=lambda: wall)
         self.now = 0.0
+        self.ids: dict[int, str] = {}
+        self.pending: list[tuple[int, bytes]] = []
 
-    def connect(self) -> int:
+    def connect(self, identity: Identity | None = None) -> int:
+        """Connect and prove an identity; returns the connection (its id is in ``ids``)."""
+        identity = identity or Identity()
         conn = self.router.connect(self.now)
-        self.send(conn, Hello())
+        self.send(conn, Hello(identity.public_key))
+        self.pending += self.router.take_outgoing()
+        data = self.pending.pop()  # the challenge, just sent to this connection
+        challenge = decode_signaling(data[1], max_size=1 << 16)
+        assert isinstance(challenge, Challenge)
+        self.send(conn, Prove(identity.sign(challenge.nonce)))
+        self.ids[conn] = identity.peer_id
         return conn
 
     def send(self, conn: int, message: SignalingMessage | bytes) -> None:
@@ -45,27 +58,47 @@ class Harness:
 
     def inbox(self) -> dict[int, list[SignalingMessage]]:
         boxes: dict[int, list[SignalingMessage]] = {}
-        for conn, data in self.router.take_outgoing():
+        outgoing, self.pending = [*self.pending, *self.router.take_outgoing()], []
+        for conn, data in outgoing:
             boxes.setdefault(conn, []).append(decode_signaling(data, max_size=1 << 20))
         return boxes
 
 
-def test_ids_are_assigned_and_rooms_announce_members() -> None:
+def test_ids_are_derived_from_proven_keys_and_rooms_announce_members() -> None:
     h = Harness()
     a, b, c = h.connect(), h.connect(), h.connect()
-    assert h.inbox() == {a: [Welcome("peer-1")], b: [Welcome("peer-2")], c: [Welcome("peer-3")]}
+    assert h.inbox() == {conn: [Welcome(h.ids[conn])] for conn in (a, b, c)}
+    assert len(set(h.ids.values())) == 3
+    peer_1, peer_2 = h.ids[a], h.ids[b]
     h.send(a, Join("notes"))
     h.send(b, Join("notes"))
     h.send(c, Join("other"))
     assert h.inbox() == {
-        a: [Joined("notes", frozenset()), PeerJoined("notes", "peer-2")],
-        b: [Joined("notes", frozenset({"peer-1"}))],
+        a: [Joined("notes", frozenset()), PeerJoined("notes", peer_2)],
+        b: [Joined("notes", frozenset({peer_1}))],
         c: [Joined("other", frozenset())],
     }
     h.send(b, Leave("notes"))
-    assert h.inbox() == {a: [PeerLeft("notes", "peer-2")]}
+    assert h.inbox() == {a: [PeerLeft("notes", peer_2)]}
     h.router.disconnect(a)
-    assert h.router.rooms == {"other": frozenset({"peer-3"})}
+    assert h.router.rooms == {"other": frozenset({h.ids[c]})}
+
+
+def test_nobody_speaks_as_someone_else_but_a_peer_keeps_its_id() -> None:
+    h = Harness()
+    alice = Identity()
+    first = h.connect(alice)
+    h.send(first, Join("notes"))
+    mallory = h.router.connect(0.0)
+    h.send(mallory, Hello(alice.public_key))  # claims alice's key...
+    h.send(mallory, Prove(Identity().sign(b"\x00" * 32)))  # ...but cannot sign with it
+    h.inbox()
+    assert h.router.take_closing() == [(mallory, 1008, "no valid proof of the key named in hello")]
+    again = h.connect(alice)  # alice reconnects before her old connection timed out
+    assert h.router.take_closing() == [
+        (first, 4000, "replaced by a newer connection of the same peer")
+    ]
+    assert h.inbox()[again] == [Welcome(alice.peer_id)]
 
 
 def test_signals_go_to_one_peer_of_the_same_room_only() -> None:
@@ -75,13 +108,13 @@ def test_signals_go_to_one_peer_of_the_same_room_only() -> None:
     h.send(b, Join("notes"))
     h.send(c, Join("other"))
     h.inbox()
-    h.send(a, Signal("notes", "peer-2", b"offer"))
-    assert h.inbox() == {b: [Signal("notes", "peer-1", b"offer")]}  # the server names the sender
-    h.send(c, Signal("notes", "peer-1", b"sneaky"))  # c is not in notes
-    h.send(a, Signal("notes", "peer-3", b"across rooms"))
+    h.send(a, Signal("notes", h.ids[b], b"offer"))
+    assert h.inbox() == {b: [Signal("notes", h.ids[a], b"offer")]}  # the server names the sender
+    h.send(c, Signal("notes", h.ids[a], b"sneaky"))  # c is not in notes
+    h.send(a, Signal("notes", h.ids[c], b"across rooms"))
     boxes = h.inbox()
     assert [type(m) for m in boxes[c]] == [Error]
-    assert boxes[a] == [Error("no-such-peer", "no peer 'peer-3' in room 'notes'")]
+    assert boxes[a] == [Error("no-such-peer", f"no peer {h.ids[c]!r} in room 'notes'")]
     assert b not in boxes
 
 
@@ -129,8 +162,8 @@ def test_a_flood_is_rate_limited() -> None:
     for nonce in range(50):
         h.send(conn, Ping(nonce))
     replies = h.inbox()[conn]
-    assert sum(isinstance(m, Pong) for m in replies) == 19  # the burst, less hello
-    assert sum(isinstance(m, Error) and m.code == "rate-limited" for m in replies) == 31
+    assert sum(isinstance(m, Pong) for m in replies) == 18  # the burst, less hello and prove
+    assert sum(isinstance(m, Error) and m.code == "rate-limited" for m in replies) == 32
     h.now = 1.0  # ten more tokens a second later
     for nonce in range(12):
         h.send(conn, Ping(nonce))
@@ -143,7 +176,7 @@ def test_hello_first_and_version_checked() -> None:
     h.send(conn, Join("notes"))
     assert h.router.take_closing() == [(conn, 1002, "the first message must be hello")]
     conn = h.router.connect(0.0)
-    h.send(conn, Hello(version=9))
+    h.send(conn, Hello(Identity().public_key, version=9))
     assert h.inbox()[conn][0].code == "version"  # type: ignore[union-attr]
     assert h.router.take_closing()[0][1] == 1002
 

@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from crdtsync.protocol.signaling import (
+    Challenge,
     Error,
     Hello,
     Join,
@@ -18,12 +19,14 @@ from crdtsync.protocol.signaling import (
     PeerLeft,
     Ping,
     Pong,
+    Prove,
     Signal,
     SignalingMessage,
     Welcome,
     decode_signaling,
     encode_signaling,
 )
+from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.router import SignalingSettings
 from crdtsync.signaling.server import SignalingServer
 
@@ -42,7 +45,11 @@ async def receive(ws: ClientConnection) -> SignalingMessage:
 
 async def hello(url: str) -> tuple[ClientConnection, str]:
     ws = await connect(url, compression=None, open_timeout=TIMEOUT)
-    await send(ws, Hello())
+    identity = Identity()
+    await send(ws, Hello(identity.public_key))
+    challenge = await receive(ws)
+    assert isinstance(challenge, Challenge)
+    await send(ws, Prove(identity.sign(challenge.nonce)))
     welcome = await receive(ws)
     assert isinstance(welcome, Welcome)
     return ws, welcome.peer_id
