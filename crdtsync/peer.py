@@ -1,13 +1,14 @@
 """The public facade: one ``pycrdt.Doc`` kept in sync with every peer of one room.
 
-``Peer`` wires a replica, a presence and a mesh over a transport: the simulated network
-(``network=SimNetwork(...)``) today; WebRTC (``signaling=URL``) is the next transport.
+``Peer`` wires a replica, a presence and a mesh over a transport: WebRTC data channels
+found through a signaling server (``signaling=URL``), or the simulated network
+(``network=SimNetwork(...)``).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -17,8 +18,10 @@ from crdtsync.errors import ConfigError, LocalProtocolError
 from crdtsync.mesh import DEFAULT_MAX_CONNS, DEFAULT_PRESENCE_TIMEOUT, Mesh, MeshSettings
 from crdtsync.protocol.link import LinkSettings
 from crdtsync.replica import Replica
+from crdtsync.signaling.identity import Identity
 from crdtsync.transport.base import Connector
 from crdtsync.transport.memory import SimNetwork
+from crdtsync.transport.webrtc import IceServer, WebRTCConnector
 
 __all__ = ["Peer"]
 
@@ -33,6 +36,10 @@ class Peer:
         room: str,
         network: SimNetwork | None = None,
         signaling: str | None = None,
+        ice_servers: Sequence[str | IceServer] = (),
+        host_addresses: Sequence[str] | None = None,
+        token: str | None = None,
+        identity: Identity | None = None,
         max_conns: int = DEFAULT_MAX_CONNS,
         link_settings: LinkSettings | None = None,
         presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
@@ -42,16 +49,23 @@ class Peer:
             raise ConfigError("room must be a non-empty string")
         if (network is None) == (signaling is None):
             raise ConfigError("give exactly one of network= (a SimNetwork) or signaling= (a URL)")
-        if signaling is not None:
-            raise ConfigError(
-                "signaling= needs the WebRTC transport, which this version does not have yet; "
-                "use network=SimNetwork(...)"
-            )
-        assert network is not None
         self.doc = doc
         self.room = room
         self.awareness = pycrdt.Awareness(doc)
-        self._connector: Connector = network.connector(room)
+        self._connector: Connector
+        if network is not None:
+            self._connector = network.connector(room)
+            rng = rng or network.derive_rng()
+        else:
+            assert signaling is not None
+            self._connector = WebRTCConnector(
+                signaling,
+                room,
+                identity=identity,
+                token=token,
+                ice_servers=ice_servers,
+                host_addresses=host_addresses,
+            )
         self._replica = Replica(doc)
         self._mesh = Mesh(
             self._replica,
@@ -62,7 +76,7 @@ class Peer:
                 presence_timeout=presence_timeout,
                 link=link_settings or LinkSettings(),
             ),
-            rng=rng or network.derive_rng(),
+            rng=rng,
         )
         self._started = False
 

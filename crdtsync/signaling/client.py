@@ -134,9 +134,8 @@ class SignalingClient:
         if connection is None:
             return False
         try:
-            await asyncio.wait_for(
-                connection.send(encode_signaling(Signal(room, peer_id, data))), self.open_timeout
-            )
+            async with asyncio.timeout(self.open_timeout):
+                await connection.send(encode_signaling(Signal(room, peer_id, data)))
         except (ConnectionClosed, TimeoutError):
             return False
         return True
@@ -183,7 +182,8 @@ class SignalingClient:
             await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
 
     async def _receive(self, connection: ClientConnection, timeout: float) -> SignalingMessage:
-        data = await asyncio.wait_for(connection.recv(), timeout)
+        async with asyncio.timeout(timeout):  # no inner task: cancelling us stays prompt
+            data = await connection.recv()
         if isinstance(data, str):
             raise ProtocolError("the signaling server sent a text frame")
         return decode_signaling(data, max_size=MAX_MESSAGE_SIZE)

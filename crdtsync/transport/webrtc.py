@@ -1,0 +1,273 @@
+"""The WebRTC transport: one aiortc peer connection and data channel per remote peer.
+
+Offers and answers travel through the signaling client; once a channel is open, the link
+needs no server. aiortc gathers all candidates before ``setLocalDescription`` returns, so
+one offer and one answer carry everything (no trickle). ``ice_servers`` are passed as
+given (none by default: aiortc's own default is a public STUN server, which stalls
+gathering for seconds without internet), and ``host_addresses`` can hold ICE to loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from crdtsync.errors import ConfigError, SignalingError, TransportError
+from crdtsync.signaling.client import SignalingClient
+from crdtsync.signaling.identity import Identity
+from crdtsync.transport.base import Connector, Link, LinkListener
+from crdtsync.transport.ice_hosts import host_addresses
+
+__all__ = ["IceServer", "WebRTCConnector", "WebRTCLink"]
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_LABEL = "crdtsync"
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """A STUN or TURN server: ``IceServer("turn:host:3478", "user", "secret")``."""
+
+    url: str
+    username: str | None = None
+    credential: str | None = None
+
+
+class WebRTCLink(Link):
+    """A data channel to one remote peer, with the peer connection that carries it."""
+
+    def __init__(
+        self,
+        remote_id: str,
+        connection: RTCPeerConnection,
+        channel: RTCDataChannel,
+        *,
+        initiator: bool,
+    ) -> None:
+        super().__init__(remote_id, initiator=initiator)
+        self.connection = connection
+        self.channel = channel
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<WebRTCLink to {self.remote_id}>"
+
+    def send(self, data: bytes) -> None:
+        if self.closed or self.channel.readyState != "open":
+            raise TransportError(f"send on closed link to {self.remote_id}")
+        try:
+            self.channel.send(data)
+        except Exception as exc:  # aiortc raises ValueError / InvalidStateError
+            raise TransportError(f"send to {self.remote_id} failed: {exc}") from exc
+
+    @property
+    def buffered_amount(self) -> int:
+        return int(self.channel.bufferedAmount)
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.connection.close()
+
+
+class WebRTCConnector(Connector):
+    """Joins a room through a signaling server and opens WebRTC links to its members."""
+
+    def __init__(
+        self,
+        signaling_url: str,
+        room: str,
+        *,
+        identity: Identity | None = None,
+        token: str | None = None,
+        ice_servers: Sequence[str | IceServer] = (),
+        host_addresses: Sequence[str] | None = None,
+        connect_timeout: float = 15.0,
+    ) -> None:
+        self.room = room
+        self.host_addresses = None if host_addresses is None else tuple(host_addresses)
+        self.connect_timeout = connect_timeout
+        servers = [
+            server if isinstance(server, IceServer) else IceServer(server) for server in ice_servers
+        ]
+        for server in servers:
+            if not server.url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL")
+        self._configuration = RTCConfiguration(
+            iceServers=[RTCIceServer(s.url, s.username, s.credential) for s in servers]
+        )
+        self.signaling = SignalingClient(
+            signaling_url, self, rooms={room: token}, identity=identity
+        )
+        self._listener: LinkListener | None = None
+        self._answers: dict[tuple[str, int], asyncio.Future[str]] = {}
+        self._links: set[WebRTCLink] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dial_ids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def local_id(self) -> str:
+        return self.signaling.peer_id
+
+    async def start(self, listener: LinkListener) -> None:
+        self._listener = listener
+        await self.signaling.start()
+        await self.signaling.wait_joined(self.room, self.connect_timeout)
+
+    def dial(self, remote_id: str) -> None:
+        self._spawn(self._dial(remote_id, next(self._dial_ids)))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for link in list(self._links):
+            await link.aclose()
+        await self.signaling.aclose()
+
+    # -- SignalingListener ----------------------------------------------------------------------
+
+    def members_changed(self, room: str, members: frozenset[str]) -> None:
+        if self._listener is not None and not self._closed:
+            self._listener.members_changed(members)
+
+    def signal_received(self, room: str, peer_id: str, data: bytes) -> None:
+        try:
+            message = msgpack.unpackb(data, raw=False, max_str_len=1 << 16, max_map_len=8)
+            kind, sdp, dial_id = message["type"], message["sdp"], message["dial"]
+            if not (isinstance(sdp, str) and isinstance(dial_id, int)):
+                raise TypeError("sdp must be a string and dial an int")
+        except Exception as exc:  # hostile or broken peers must not reach our code
+            logger.warning("! %s: bad signal from %s: %r", self.local_id, peer_id, exc)
+            return
+        if kind == "offer":
+            self._spawn(self._answer(peer_id, sdp, dial_id))
+        elif kind == "answer":
+            future = self._answers.get((peer_id, dial_id))
+            if future is not None and not future.done():
+                future.set_result(sdp)
+
+    # -- dialing and answering ------------------------------------------------------------------
+
+    async def _dial(self, remote_id: str, dial_id: int) -> None:
+        connection = RTCPeerConnection(self._configuration)
+        link: WebRTCLink | None = None
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answers[(remote_id, dial_id)] = future
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                channel = connection.createDataChannel(CHANNEL_LABEL, ordered=True)
+                opened = self._when_open(channel)
+                with host_addresses(self.host_addresses):
+                    await connection.setLocalDescription(await connection.createOffer())
+                offer = _signal("offer", connection.localDescription.sdp, dial_id)
+                if not await self.signaling.send_signal(self.room, remote_id, offer):
+                    raise SignalingError("not connected to the signaling server")
+                answer = await future
+                await connection.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+                await opened
+            link = WebRTCLink(remote_id, connection, channel, initiator=True)
+        except (TimeoutError, SignalingError, ValueError) as exc:
+            await connection.close()
+            if self._listener is not None and not self._closed:
+                self._listener.link_failed(
+                    remote_id, f"no link within {self.connect_timeout} s: {exc!r}"
+                )
+            return
+        finally:
+            self._answers.pop((remote_id, dial_id), None)
+        self._opened(link)
+
+    async def _answer(self, remote_id: str, offer: str, dial_id: int) -> None:
+        connection = RTCPeerConnection(self._configuration)
+        channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
+        connection.on("datachannel", channels.put_nowait)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await connection.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+                with host_addresses(self.host_addresses):
+                    await connection.setLocalDescription(await connection.createAnswer())
+                answer = _signal("answer", connection.localDescription.sdp, dial_id)
+                await self.signaling.send_signal(self.room, remote_id, answer)
+                channel = await channels.get()
+                if channel.label != CHANNEL_LABEL:
+                    raise ValueError(f"unexpected data channel {channel.label!r}")
+                if channel.readyState != "open":
+                    await self._when_open(channel)
+        except (TimeoutError, ValueError) as exc:
+            logger.info("! %s: answering %s failed: %r", self.local_id, remote_id, exc)
+            await connection.close()
+            return
+        self._opened(WebRTCLink(remote_id, connection, channel, initiator=False))
+
+    def _opened(self, link: WebRTCLink) -> None:
+        if self._listener is None or self._closed:
+            self._spawn(link.aclose())
+            return
+        listener = self._listener
+        self._links.add(link)
+
+        def on_message(message: bytes | str) -> None:
+            # An exception escaping an aiortc handler tears the whole connection down:
+            # the mesh's core never raises on peer bytes, and this guard makes sure.
+            try:
+                if isinstance(message, bytes) and not link.closed:
+                    listener.data_received(link, message)
+            except Exception:
+                logger.exception(
+                    "! %s: handling a message from %s failed", self.local_id, link.remote_id
+                )
+
+        def on_close() -> None:
+            self._links.discard(link)
+            if not link.closed and not self._closed:
+                link.closed = True
+                listener.link_lost(link, "data channel closed")
+                self._spawn(link.connection.close())
+
+        async def on_state_change() -> None:
+            if link.connection.connectionState == "failed":
+                on_close()
+
+        link.channel.on("message", on_message)
+        link.channel.on("close", on_close)
+        link.connection.on("connectionstatechange", on_state_change)
+        logger.debug("= %s: data channel to %s open", self.local_id, link.remote_id)
+        listener.link_opened(link)
+
+    def _when_open(self, channel: RTCDataChannel) -> asyncio.Future[None]:
+        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_open() -> None:
+            if not opened.done():
+                opened.set_result(None)
+
+        channel.on("open", on_open)
+        return opened
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _signal(kind: str, sdp: str, dial_id: int) -> bytes:
+    return msgpack.packb({"type": kind, "sdp": sdp, "dial": dial_id}, use_bin_type=True)
