@@ -78,3 +78,21 @@ async def test_a_peer_that_leaves_is_unlinked_and_edits_go_on() -> None:
 def test_ice_servers_must_be_stun_or_turn_urls() -> None:
     with pytest.raises(ConfigError, match="stun: or turn:"):
         WebRTCConnector("ws://127.0.0.1:1", "room", ice_servers=["http://example.invalid"])
+
+
+async def test_a_3mb_document_reaches_a_newcomer_intact() -> None:
+    """Far over the data channel's message limit: the codec chunks and reassembles it."""
+    big: pycrdt.Doc[Any] = pycrdt.Doc()
+    text = big.get("text", type=pycrdt.Text)
+    for line in range(300):  # many items, as typing makes, not one giant string
+        text.insert(len(text), f"line {line:03d}: " + "x" * 10_000 + "\n")
+    assert len(big.get_update()) > 3_000_000
+    newcomer: pycrdt.Doc[Any] = pycrdt.Doc()
+    async with (
+        SignalingServer() as server,
+        room(server.url, [big], "big"),
+        Peer(newcomer, room="big", signaling=server.url, host_addresses=LOOPBACK) as peer,
+    ):
+        await peer.wait_for_peers(1, timeout=TIMEOUT)
+        await peer.wait_synced(timeout=TIMEOUT)
+        assert str(newcomer.get("text", type=pycrdt.Text)) == str(text)
