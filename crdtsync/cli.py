@@ -20,6 +20,7 @@ import pycrdt
 
 from crdtsync.errors import CrdtSyncError
 from crdtsync.peer import Peer
+from crdtsync.peer_process import run_peer
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.convergence import wait_converged
 from crdtsync.testing.traces import (
@@ -111,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal = commands.add_parser("signal", help="run a signaling server")
     signal.add_argument("--host", default="127.0.0.1", help="address to listen on")
     signal.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
+    peer.add_argument("--signaling", required=True, help="signaling server URL")
+    peer.add_argument("--room", required=True)
+    peer.add_argument("--host-address", action="append", help="ICE host address (repeatable)")
+    peer.add_argument("--state", type=Path, help="file the document is loaded from and saved to")
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "signal" else logging.WARNING
     logging.basicConfig(
@@ -118,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command == "peer":
+            return asyncio.run(run_peer(args.signaling, args.room, args.host_address, args.state))
         return asyncio.run(_demo(args) if args.command == "demo" else _signal(args))
     except CrdtSyncError as exc:
         print(f"crdtsync: {exc}", file=sys.stderr)

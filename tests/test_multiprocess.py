@@ -1,0 +1,171 @@
+"""End to end in separate processes: a signaling server and peers, killed with SIGKILL.
+
+Each peer is ``crdtsync peer`` driven by JSON lines; the server is ``crdtsync signal``.
+Everything runs on 127.0.0.1 and every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 30.0
+CLI = [sys.executable, "-m", "crdtsync.cli"]
+
+
+class PeerProcess:
+    """A ``crdtsync peer`` child: send it commands, read its JSON events."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.id = ""
+        self.peers: frozenset[str] = frozenset()
+
+    @classmethod
+    async def start(cls, url: str, state: Path | None = None) -> PeerProcess:
+        args = [*CLI, "peer", "--signaling", url, "--room", "e2e", "--host-address", "127.0.0.1"]
+        if state is not None:
+            args += ["--state", str(state)]
+        process = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        peer = cls(process)
+        peer.id = (await peer.next_event("ready"))["ready"]
+        return peer
+
+    async def next_event(self, key: str) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                line = await self.process.stdout.readline()
+                if not line:
+                    raise AssertionError(f"peer {self.id or '?'} exited before {key!r}")
+                event = json.loads(line)
+                if "peers" in event:
+                    self.peers = frozenset(event["peers"])
+                if key in event:
+                    return event  # type: ignore[no-any-return]
+
+    async def send(self, **command: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def until_peers(self, predicate: Any) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not predicate(self.peers):
+                await self.next_event("peers")
+
+    async def text(self) -> str:
+        await self.send(report=True)
+        return str((await self.next_event("report"))["report"]["text"])
+
+    async def until_text(self, expected: set[str]) -> str:
+        """Wait until the text holds every expected line (asks again after each change)."""
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                text = await self.text()
+                if expected <= set(text.split()):
+                    return text
+                await asyncio.sleep(0.05)  # a report is a poll of another process
+
+    async def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def quit(self) -> None:
+        if self.process.returncode is None:
+            await self.send(quit=True)
+            async with asyncio.timeout(TIMEOUT):
+                await self.process.wait()
+
+
+async def start_server(port: int = 0) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        *CLI,
+        "signal",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(TIMEOUT):
+        line = (await process.stdout.readline()).decode()
+    return process, line.split()[3]
+
+
+@asynccontextmanager
+async def cleanup(processes: list[asyncio.subprocess.Process]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def test_sync_survives_the_server_and_a_newcomer_catches_up() -> None:
+    processes: list[asyncio.subprocess.Process] = []
+    async with cleanup(processes):
+        server, url = await start_server()
+        processes.append(server)
+        peers = [await PeerProcess.start(url) for _ in range(3)]
+        processes += [peer.process for peer in peers]
+        for peer in peers:
+            await peer.until_peers(lambda linked: len(linked) == 2)
+        for index, peer in enumerate(peers):
+            await peer.send(append=f" before-{index}")
+        for peer in peers:
+            await peer.until_text({f"before-{index}" for index in range(3)})
+
+        server.send_signal(signal.SIGKILL)  # the data channels carry on without it
+        await server.wait()
+        await peers[0].send(append=" after-kill")
+        for peer in peers:
+            await peer.until_text({"after-kill"})
+
+        port = int(url.rsplit(":", 1)[1])
+        server, url = await start_server(port)
+        processes.append(server)
+        newcomer = await PeerProcess.start(url)
+        processes.append(newcomer.process)
+        await newcomer.until_peers(lambda linked: len(linked) == 3)
+        final = await newcomer.until_text({"before-0", "before-1", "before-2", "after-kill"})
+        assert final == await peers[2].text()
+        for peer in [*peers, newcomer]:
+            await peer.quit()
+
+
+async def test_a_killed_peer_is_dropped_in_seconds_and_resyncs_on_restart(tmp_path: Path) -> None:
+    processes: list[asyncio.subprocess.Process] = []
+    async with cleanup(processes):
+        server, url = await start_server()
+        processes.append(server)
+        state = tmp_path / "victim.ydoc"
+        alice, victim = await PeerProcess.start(url), await PeerProcess.start(url, state)
+        processes += [alice.process, victim.process]
+        await alice.until_peers(lambda linked: victim.id in linked)
+        await victim.send(append=" from-the-victim")
+        await alice.until_text({"from-the-victim"})
+
+        killed_at = time.monotonic()
+        await victim.kill()
+        await alice.until_peers(lambda linked: victim.id not in linked)
+        assert time.monotonic() - killed_at < 15.0  # heartbeat: ~5 s, with generous slack
+        await alice.send(append=" while-it-was-dead")
+
+        again = await PeerProcess.start(url, state)  # same document, from its file
+        processes.append(again.process)
+        text = await again.until_text({"from-the-victim", "while-it-was-dead"})
+        assert text == await alice.text()
+        await again.quit()
+        await alice.quit()
