@@ -185,7 +185,7 @@ class WebRTCConnector(Connector):
                 await connection.setRemoteDescription(RTCSessionDescription(answer, "answer"))
                 await opened
             link = WebRTCLink(remote_id, connection, channel, initiator=True)
-        except (TimeoutError, SignalingError, ValueError) as exc:
+        except Exception as exc:  # aiortc's own errors, timeouts, a lost server: all a failed dial
             await connection.close()
             if self._listener is not None and not self._closed:
                 self._listener.link_failed(
@@ -212,7 +212,7 @@ class WebRTCConnector(Connector):
                     raise ValueError(f"unexpected data channel {channel.label!r}")
                 if channel.readyState != "open":
                     await self._when_open(channel)
-        except (TimeoutError, ValueError) as exc:
+        except Exception as exc:  # as for dials: any failure ends this attempt, logged
             logger.info("! %s: answering %s failed: %r", self.local_id, remote_id, exc)
             await connection.close()
             return
