@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -36,11 +37,16 @@ __all__ = [
 
 Patch = tuple[int, int, str]  # (position in characters, characters deleted, text inserted)
 TEXT_NAME = "text"  # the root Text that replays write into
-BUNDLED = ("clownschool", "friendsforever")
+
+_SUFFIX = ".json.gz"
+# A Yjs v1 update with no structs and an empty delete set: what a txn without patches makes.
+_EMPTY_UPDATE = b"\x00\x00"
 
 
 @dataclass(frozen=True, slots=True)
 class SequentialTrace:
+    """One author's history: apply each txn's patches in order to ``start_content``."""
+
     start_content: str
     end_content: str
     txns: tuple[tuple[Patch, ...], ...]
@@ -48,6 +54,8 @@ class SequentialTrace:
 
 @dataclass(frozen=True, slots=True)
 class ConcurrentTxn:
+    """Patches ``agent`` made on the document after ``parents`` (indices of earlier txns)."""
+
     parents: tuple[int, ...]
     agent: int
     patches: tuple[Patch, ...]
@@ -55,6 +63,8 @@ class ConcurrentTxn:
 
 @dataclass(frozen=True, slots=True)
 class ConcurrentTrace:
+    """Several authors' interleaved txns; every correct replay ends at ``end_content``."""
+
     end_content: str
     num_agents: int
     txns: tuple[ConcurrentTxn, ...]
@@ -68,11 +78,18 @@ class AgentUpdate:
     update: bytes
 
 
+def _bundled_names() -> list[str]:
+    folder = resources.files("crdtsync") / "data"
+    names = (entry.name for entry in folder.iterdir())
+    return sorted(name.removesuffix(_SUFFIX) for name in names if name.endswith(_SUFFIX))
+
+
 def bundled_trace_path(name: str) -> Path:
     """The path of a trace shipped with crdtsync (see ``crdtsync/data/CREDITS.md``)."""
-    if name not in BUNDLED:
-        raise ConfigError(f"no bundled trace {name!r}; crdtsync ships {', '.join(BUNDLED)}")
-    return Path(str(resources.files("crdtsync") / "data" / f"{name}.json.gz"))
+    names = _bundled_names()
+    if name not in names:
+        raise ConfigError(f"no bundled trace {name!r}; crdtsync ships {', '.join(names)}")
+    return Path(str(resources.files("crdtsync") / "data" / f"{name}{_SUFFIX}"))
 
 
 def load_trace(path: str | os.PathLike[str]) -> SequentialTrace | ConcurrentTrace:
@@ -80,11 +97,14 @@ def load_trace(path: str | os.PathLike[str]) -> SequentialTrace | ConcurrentTrac
     path = Path(path)
     try:
         raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
+        if raw[:2] == b"\x1f\x8b":  # the gzip magic number (RFC 1952)
             raw = gzip.decompress(raw)
         data = json.loads(raw)
-        if data.get("kind") == "concurrent":
+        kind = data.get("kind")
+        if kind == "concurrent":
             return _concurrent(data)
+        if kind is not None:
+            raise ConfigError(f"unknown kind {kind!r} (expected 'concurrent' or none)")
         return SequentialTrace(
             start_content=_str(data["startContent"]),
             end_content=_str(data["endContent"]),
@@ -92,22 +112,30 @@ def load_trace(path: str | os.PathLike[str]) -> SequentialTrace | ConcurrentTrac
         )
     except ConfigError as exc:
         raise ConfigError(f"trace {path}: {exc}") from exc
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"trace {path} is not a readable editing trace: {exc!r}") from exc
 
 
 def _concurrent(data: dict[str, Any]) -> ConcurrentTrace:
-    num_agents = int(data["numAgents"])
+    num_agents = _int(data["numAgents"])
     txns = []
-    for index, txn in enumerate(data["txns"]):
-        parents = tuple(int(parent) for parent in txn["parents"])
-        if any(not 0 <= parent < index for parent in parents):
-            raise ConfigError(f"txn {index} names a parent that is not an earlier txn: {parents}")
-        agent = int(txn["agent"])
-        if not 0 <= agent < num_agents:
-            raise ConfigError(f"txn {index} is by agent {agent}, but numAgents is {num_agents}")
-        txns.append(ConcurrentTxn(parents, agent, _patches(txn["patches"])))
+    for index, raw in enumerate(data["txns"]):
+        txn = ConcurrentTxn(
+            tuple(_int(parent) for parent in raw["parents"]),
+            _int(raw["agent"]),
+            _patches(raw["patches"]),
+        )
+        _check_txn(index, txn, num_agents)
+        txns.append(txn)
     return ConcurrentTrace(_str(data["endContent"]), num_agents, tuple(txns))
+
+
+def _check_txn(index: int, txn: ConcurrentTxn, num_agents: int) -> None:
+    """Parents must come first: a txn is converted from the states before it."""
+    if any(not 0 <= parent < index for parent in txn.parents):
+        raise ConfigError(f"txn {index} names a parent that is not an earlier txn: {txn.parents}")
+    if not 0 <= txn.agent < num_agents:
+        raise ConfigError(f"txn {index} is by agent {txn.agent}, but numAgents is {num_agents}")
 
 
 def _str(value: object) -> str:
@@ -116,12 +144,20 @@ def _str(value: object) -> str:
     return value
 
 
+def _int(value: object) -> int:
+    # bool is an int to Python, never to a trace.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"expected an integer >= 0, got {value!r}")
+    return value
+
+
 def _patches(raw: Iterable[Any]) -> tuple[Patch, ...]:
     patches = []
-    for pos, deleted, inserted in raw:
-        if not (isinstance(pos, int) and isinstance(deleted, int) and pos >= 0 and deleted >= 0):
-            raise ConfigError(f"bad patch {[pos, deleted, inserted]!r}")
-        patches.append((pos, deleted, _str(inserted)))
+    for patch in raw:
+        if not (isinstance(patch, list | tuple) and len(patch) == 3):
+            raise ConfigError(f"bad patch {patch!r}: expected [pos, del, ins]")
+        pos, deleted, inserted = patch
+        patches.append((_int(pos), _int(deleted), _str(inserted)))
     return tuple(patches)
 
 
@@ -140,51 +176,64 @@ def client_id_for_agent(agent: int) -> int:
 
 
 class _Author:
-    """One author's replica, and which txns of each author it holds (a version vector)."""
+    """One author's replica, and how many txns of each author it holds (a version vector)."""
 
     def __init__(self, agent: int, num_agents: int) -> None:
         self.agent = agent
         self.doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=client_id_for_agent(agent))
         self.text = self.doc.get(TEXT_NAME, type=pycrdt.Text)
         self.version = [0] * num_agents
-        self.made: list[bytes] = []
-        self.doc.observe(lambda event: self.made.append(event.update))
 
     def catch_up(self, target: list[int], by_agent: list[list[bytes]]) -> None:
-        """Apply the txns this replica lacks to reach ``target`` (its own too, after a restart)."""
+        """Apply the other authors' txns this replica lacks, in each author's order."""
         for other, (have, want) in enumerate(zip(self.version, target, strict=True)):
             for update in by_agent[other][have:want]:
                 self.doc.apply_update(update)
-            self.version[other] = max(have, want)
+            self.version[other] = want
 
     def edit(self, patches: tuple[Patch, ...]) -> bytes:
-        self.made.clear()
-        with self.doc.transaction():
-            apply_patches(self.text, patches)
+        """Make one txn and return exactly its diff (not the whole delete set, as a
+        ``get_update(state)`` would)."""
+        made: list[bytes] = []
+        # Observed only here, so the remote updates applied in catch_up cost no encoding.
+        subscription = self.doc.observe(lambda event: made.append(event.update))
+        try:
+            with self.doc.transaction():
+                apply_patches(self.text, patches)
+        finally:
+            self.doc.unobserve(subscription)
         self.version[self.agent] += 1
-        # A txn that changes nothing (no patches) still counts: an empty update stands in.
-        return self.made[-1] if self.made else b"\x00\x00"
+        # pycrdt reports no event for a txn that changed nothing; it still counts as a txn.
+        return made[-1] if made else _EMPTY_UPDATE
 
 
 def concurrent_updates(trace: ConcurrentTrace) -> list[AgentUpdate]:
-    """One Yjs update per txn, in txn order, each made at exactly its parents' state."""
-    by_agent: list[list[bytes]] = [[] for _ in range(trace.num_agents)]
-    versions: list[list[int]] = []
-    authors = [_Author(agent, trace.num_agents) for agent in range(trace.num_agents)]
+    """One Yjs update per txn, in txn order, each made at exactly its parents' merged state.
+
+    The ancestors of a txn are, per author, a prefix of that author's txns, so a version
+    vector names them. Each author's replica only moves forward: its next txn descends from
+    its previous one, so it holds everything the replica has seen (a trace where it does not
+    raises ConfigError). Replicas never apply their own updates back, so every item a
+    replica creates carries its author's client id.
+    """
+    num_agents = trace.num_agents
+    by_agent: list[list[bytes]] = [[] for _ in range(num_agents)]
+    versions: list[list[int]] = []  # per txn: the version vector after it
+    authors = [_Author(agent, num_agents) for agent in range(num_agents)]
     result = []
-    for txn in trace.txns:
-        target = [0] * trace.num_agents
+    for index, txn in enumerate(trace.txns):
+        _check_txn(index, txn, num_agents)
+        target = [0] * num_agents
         for parent in txn.parents:
-            target = [
-                max(mine, theirs) for mine, theirs in zip(target, versions[parent], strict=True)
-            ]
-        author = authors[txn.agent]
-        if any(have > want for have, want in zip(author.version, target, strict=True)):
-            # The author knew more before than this txn's parents say: start its replica
-            # again from exactly the parents' state (never seen in the bundled traces).
-            author = authors[txn.agent] = _Author(txn.agent, trace.num_agents)
+            target = list(map(max, target, versions[parent]))
         if target[txn.agent] != len(by_agent[txn.agent]):
-            raise ConfigError(f"txn by agent {txn.agent} does not follow that agent's own last txn")
+            # Otherwise the ancestors of later txns would not be prefixes per author.
+            raise ConfigError(
+                f"txn {index} by agent {txn.agent} does not descend from that agent's "
+                f"previous txn (it sees {target[txn.agent]} of its "
+                f"{len(by_agent[txn.agent])} earlier txns)"
+            )
+        author = authors[txn.agent]
         author.catch_up(target, by_agent)
         update = author.edit(txn.patches)
         by_agent[txn.agent].append(update)
