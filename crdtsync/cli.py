@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from typing import Any
 
 import pycrdt
 
-from crdtsync.errors import CrdtSyncError
+from crdtsync.errors import ConfigError, CrdtSyncError
 from crdtsync.peer import Peer
 from crdtsync.peer_process import run_peer
 from crdtsync.signaling.server import SignalingServer
@@ -89,11 +91,37 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _server_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
+    """The TLS context for ``wss://``, or None for plain ``ws://``."""
+    if certfile is None:
+        if keyfile is not None:
+            raise ConfigError("--keyfile needs --certfile")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load certificate {certfile} (key {keyfile}): {exc}") from exc
+    return context
+
+
 async def _signal(args: argparse.Namespace) -> int:
-    async with SignalingServer(args.host, args.port) as server:
+    tls = _server_tls(args.certfile, args.keyfile)
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[int] = loop.create_future()
+    # Ctrl-C exits 130 as shells expect; SIGTERM (service managers) is a clean stop.
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        loop.add_signal_handler(signum, _stop, stopped, code)
+    async with SignalingServer(args.host, args.port, ssl=tls) as server:
         print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
-        await asyncio.Event().wait()  # serve until interrupted
-    return 0
+        code = await stopped
+    logging.getLogger("crdtsync.signaling").info("= signaling server stopped")
+    return code
+
+
+def _stop(stopped: asyncio.Future[int], code: int) -> None:
+    if not stopped.done():
+        stopped.set_result(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,9 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated network")
     demo.add_argument("--batch", type=int, default=20, help="edits typed per event-loop tick")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for convergence")
-    signal = commands.add_parser("signal", help="run a signaling server")
-    signal.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    signal.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    serve = commands.add_parser("signal", help="run a signaling server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    serve.add_argument("--certfile", type=Path, help="PEM certificate chain: serve wss://")
+    serve.add_argument("--keyfile", type=Path, help="PEM private key (if not in --certfile)")
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
     peer.add_argument("--signaling", required=True, help="signaling server URL")
     peer.add_argument("--room", required=True)

@@ -8,6 +8,7 @@ found through a signaling server (``signaling=URL``), or the simulated network
 from __future__ import annotations
 
 import random
+import ssl as ssl_module
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -39,6 +40,8 @@ class Peer:
         ice_servers: Sequence[str | IceServer] = (),
         host_addresses: Sequence[str] | None = None,
         token: str | None = None,
+        password: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
         identity: Identity | None = None,
         max_conns: int = DEFAULT_MAX_CONNS,
         link_settings: LinkSettings | None = None,
@@ -49,6 +52,8 @@ class Peer:
             raise ConfigError("room must be a non-empty string")
         if (network is None) == (signaling is None):
             raise ConfigError("give exactly one of network= (a SimNetwork) or signaling= (a URL)")
+        if network is not None and (password, token, ssl) != (None, None, None):
+            raise ConfigError("password=, token= and ssl= are for signaling=, not network=")
         self.doc = doc
         self.room = room
         self.awareness = pycrdt.Awareness(doc)
@@ -63,6 +68,8 @@ class Peer:
                 room,
                 identity=identity,
                 token=token,
+                password=password,
+                ssl=ssl,
                 ice_servers=ice_servers,
                 host_addresses=host_addresses,
             )

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from websockets.asyncio.client import connect
 
@@ -20,6 +21,7 @@ from crdtsync.protocol.signaling import (
 from crdtsync.signaling.identity import Identity
 
 TIMEOUT = 60
+SIGNAL = [sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"]
 
 
 def test_demo_replays_the_bundled_trace_and_checks_it() -> None:
@@ -37,7 +39,7 @@ def test_demo_replays_the_bundled_trace_and_checks_it() -> None:
 
 def test_signal_serves_until_interrupted() -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"],
+        SIGNAL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -69,3 +71,32 @@ def test_signal_serves_until_interrupted() -> None:
         finally:
             if process.poll() is None:
                 process.kill()  # never leave a server behind a failed test
+
+
+def test_signal_serves_wss_with_a_certificate_and_stops_on_sigterm(
+    tls_files: tuple[Path, Path],
+) -> None:
+    certificate, key = tls_files
+    command = [*SIGNAL, "--certfile", str(certificate), "--keyfile", str(key)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().split()[3].startswith("wss://127.0.0.1:")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=TIMEOUT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_signal_names_a_certificate_it_cannot_load(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    result = subprocess.run(
+        [*SIGNAL, "--certfile", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"cannot load certificate {missing}" in result.stderr

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import Protocol
+import ssl as ssl_module
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from crdtsync.errors import ProtocolError, SignalingError
+from crdtsync.errors import ConfigError, ProtocolError, SignalingError
 from crdtsync.protocol.signaling import (
     Challenge,
     Error,
@@ -66,8 +67,15 @@ class SignalingClient:
         reconnect_base: float = 0.2,
         reconnect_cap: float = 5.0,
         rng: random.Random | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"signaling URL {url!r} must start with ws:// or wss://")
+        if ssl is not None and not url.startswith("wss://"):
+            raise ConfigError(f"an SSL context needs a wss:// signaling URL, not {url!r}")
         self.url = url
+        # wss:// without a context verifies the server against the system's certificates.
+        self._tls: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
         self.listener = listener
         self.rooms = dict(rooms)  # room -> join token (None without)
         self.identity = identity or Identity()
@@ -160,6 +168,7 @@ class SignalingClient:
                     open_timeout=self.open_timeout,
                     ping_interval=None,
                     max_size=MAX_MESSAGE_SIZE,
+                    **self._tls,
                 ) as connection:
                     await self._introduce(connection)
                     attempts = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl as ssl_module
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from aiortc import (
 from crdtsync.errors import ConfigError, SignalingError, TransportError
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
+from crdtsync.signaling.room_key import RoomKey
 from crdtsync.transport.base import Connector, Link, LinkListener
 from crdtsync.transport.ice_hosts import host_addresses
 
@@ -94,10 +96,14 @@ class WebRTCConnector(Connector):
         *,
         identity: Identity | None = None,
         token: str | None = None,
+        password: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
         ice_servers: Sequence[str | IceServer] = (),
         host_addresses: Sequence[str] | None = None,
         connect_timeout: float = 15.0,
     ) -> None:
+        if password == "":
+            raise ConfigError("a room password must not be empty (None: no password)")
         self.room = room
         self.host_addresses = None if host_addresses is None else tuple(host_addresses)
         self.connect_timeout = connect_timeout
@@ -111,8 +117,11 @@ class WebRTCConnector(Connector):
             iceServers=[RTCIceServer(s.url, s.username, s.credential) for s in servers]
         )
         self.signaling = SignalingClient(
-            signaling_url, self, rooms={room: token}, identity=identity
+            signaling_url, self, rooms={room: token}, identity=identity, ssl=ssl
         )
+        self._password = password
+        self._room_key: RoomKey | None = None
+        self.rejected_signals = 0  # payloads dropped: undecodable, or sealed with another key
         self._listener: LinkListener | None = None
         self._answers: dict[tuple[str, int], asyncio.Future[str]] = {}
         self._links: set[WebRTCLink] = set()
@@ -125,6 +134,8 @@ class WebRTCConnector(Connector):
         return self.signaling.peer_id
 
     async def start(self, listener: LinkListener) -> None:
+        if self._password is not None:  # slow on purpose, so off the event loop
+            self._room_key = await asyncio.to_thread(RoomKey.derive, self._password, self.room)
         self._listener = listener
         await self.signaling.start()
         await self.signaling.wait_joined(self.room, self.connect_timeout)
@@ -151,12 +162,15 @@ class WebRTCConnector(Connector):
 
     def signal_received(self, room: str, peer_id: str, data: bytes) -> None:
         try:
+            if self._room_key is not None:
+                data = self._room_key.open(data, sender=peer_id, recipient=self.local_id)
             message = msgpack.unpackb(data, raw=False, max_str_len=1 << 16, max_map_len=8)
             kind, sdp, dial_id = message["type"], message["sdp"], message["dial"]
             if not (isinstance(sdp, str) and isinstance(dial_id, int)):
                 raise TypeError("sdp must be a string and dial an int")
         except Exception as exc:  # hostile or broken peers must not reach our code
-            logger.warning("! %s: bad signal from %s: %r", self.local_id, peer_id, exc)
+            self.rejected_signals += 1
+            logger.warning("! %s: refused a signal from %s: %s", self.local_id, peer_id, exc)
             return
         if kind == "offer":
             self._spawn(self._answer(peer_id, sdp, dial_id))
@@ -178,13 +192,16 @@ class WebRTCConnector(Connector):
                 opened = self._when_open(channel)
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createOffer())
-                offer = _signal("offer", connection.localDescription.sdp, dial_id)
+                offer = self._signal(remote_id, "offer", connection.localDescription.sdp, dial_id)
                 if not await self.signaling.send_signal(self.room, remote_id, offer):
                     raise SignalingError("not connected to the signaling server")
                 answer = await future
                 await connection.setRemoteDescription(RTCSessionDescription(answer, "answer"))
                 await opened
             link = WebRTCLink(remote_id, connection, channel, initiator=True)
+        except asyncio.CancelledError:  # the connector is closing: leave no sockets open
+            await connection.close()
+            raise
         except Exception as exc:  # aiortc's own errors, timeouts, a lost server: all a failed dial
             await connection.close()
             if self._listener is not None and not self._closed:
@@ -205,13 +222,16 @@ class WebRTCConnector(Connector):
                 await connection.setRemoteDescription(RTCSessionDescription(offer, "offer"))
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createAnswer())
-                answer = _signal("answer", connection.localDescription.sdp, dial_id)
+                answer = self._signal(remote_id, "answer", connection.localDescription.sdp, dial_id)
                 await self.signaling.send_signal(self.room, remote_id, answer)
                 channel = await channels.get()
                 if channel.label != CHANNEL_LABEL:
                     raise ValueError(f"unexpected data channel {channel.label!r}")
                 if channel.readyState != "open":
                     await self._when_open(channel)
+        except asyncio.CancelledError:
+            await connection.close()
+            raise
         except Exception as exc:  # as for dials: any failure ends this attempt, logged
             logger.info("! %s: answering %s failed: %r", self.local_id, remote_id, exc)
             await connection.close()
@@ -268,6 +288,9 @@ class WebRTCConnector(Connector):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-
-def _signal(kind: str, sdp: str, dial_id: int) -> bytes:
-    return msgpack.packb({"type": kind, "sdp": sdp, "dial": dial_id}, use_bin_type=True)
+    def _signal(self, remote_id: str, kind: str, sdp: str, dial_id: int) -> bytes:
+        """An offer or answer for ``remote_id``, sealed with the room key if there is one."""
+        data = msgpack.packb({"type": kind, "sdp": sdp, "dial": dial_id}, use_bin_type=True)
+        if self._room_key is None:
+            return data
+        return self._room_key.seal(data, sender=self.local_id, recipient=remote_id)
