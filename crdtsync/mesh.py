@@ -30,7 +30,7 @@ from crdtsync.protocol.events import (
 )
 from crdtsync.protocol.frames import CloseCode
 from crdtsync.protocol.link import LinkProtocol, LinkSettings, LinkState
-from crdtsync.replica import Replica
+from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
 
 __all__ = ["DEFAULT_MAX_CONNS", "DEFAULT_PRESENCE_TIMEOUT", "Mesh", "MeshSettings"]
@@ -68,7 +68,7 @@ class MeshSettings:
 class _Conn:
     """The adapter's state for one link: the transport link, its core, its timer."""
 
-    __slots__ = ("deadline", "link", "lost", "neighbors", "protocol", "timer")
+    __slots__ = ("deadline", "held", "link", "lost", "neighbors", "protocol", "timer")
 
     def __init__(self, link: Link, protocol: LinkProtocol) -> None:
         self.link = link
@@ -77,6 +77,7 @@ class _Conn:
         self.deadline: float | None = None
         self.neighbors: frozenset[str] = frozenset()
         self.lost = False  # the transport link is gone: nothing more can be sent on it
+        self.held: list[bytes] = []  # updates waiting for a congested link to drain
 
 
 class Mesh:
@@ -127,6 +128,11 @@ class Mesh:
         )
 
     @property
+    def congested(self) -> frozenset[str]:
+        """Remote peers whose link holds updates back until its send buffer drains."""
+        return frozenset(remote for remote, conn in self._conns.items() if conn.held)
+
+    @property
     def synced(self) -> bool:
         """Whether step 2 arrived on every open link."""
         return all(
@@ -167,6 +173,7 @@ class Mesh:
             self._flush()
         self._closed = True
         for conn in list(self._conns.values()):
+            self._release_held(conn)
             conn.protocol.close(CloseCode.GOING_AWAY, "peer is leaving")
             self._pump(conn)
         for handle in (self._maintain_timer, self._presence_timer):
@@ -235,6 +242,7 @@ class Mesh:
             settings=self.settings.link,
         )
         conn = _Conn(link, protocol)
+        link.set_low_water(self.settings.link.send_buffer_low)
         self._conns[remote] = conn  # before the old one closes, so nobody redials meanwhile
         if existing is not None:
             existing.protocol.close(CloseCode.DUPLICATE, "replaced by a newer link")
@@ -261,6 +269,13 @@ class Mesh:
             return
         conn.protocol.receive_data(data, self._now())
         self._pump(conn)
+
+    def link_drained(self, link: Link) -> None:
+        conn = self._conns.get(link.remote_id)
+        if conn is not None and conn.link is link and conn.held:
+            self._release_held(conn)
+            self._pump(conn)
+            self._notify()
 
     def link_lost(self, link: Link, reason: str) -> None:
         conn = self._conns.get(link.remote_id)
@@ -365,7 +380,7 @@ class Mesh:
         doc_id = self.replica.doc_id
         for outgoing in self.replica.take_outgoing():
             for remote, conn in self._targets(outgoing.origin):
-                conn.protocol.send_update(doc_id, outgoing.update)
+                self._send_update(conn, outgoing.update)
                 touched[remote] = conn
         for presence in self._presence_core().updates_to_send(self._now()):
             for remote, conn in self._targets(presence.origin):
@@ -373,6 +388,26 @@ class Mesh:
                 touched[remote] = conn
         for conn in touched.values():
             self._pump(conn)
+
+    def _send_update(self, conn: _Conn, update: bytes) -> None:
+        """Send now, or hold while the link's send buffer is over the high-water mark."""
+        if not conn.held and conn.link.buffered_amount <= self.settings.link.send_buffer_high:
+            conn.protocol.send_update(self.replica.doc_id, update)
+            return
+        if not conn.held:
+            logger.debug("= %s holds updates for %s: link congested", self.local_id, conn.link)
+            self._notify()
+        conn.held.append(update)
+        if len(conn.held) >= MERGE_GROUP:  # keep what waits small: one merged update
+            conn.held[:] = [merge_many(conn.held)]
+
+    def _release_held(self, conn: _Conn) -> None:
+        """Send what a congested link held back, as one update."""
+        if conn.held:
+            update = merge_many(conn.held)
+            conn.held.clear()
+            logger.debug("= %s releases %d held bytes to %s", self.local_id, len(update), conn.link)
+            conn.protocol.send_update(self.replica.doc_id, update)
 
     def _targets(self, origin: object | None) -> Iterator[tuple[str, _Conn]]:
         """The links an update goes to: not back where it came from, and not to peers that

@@ -105,6 +105,11 @@ class Peer:
         """Whether step 2 arrived from every linked peer."""
         return self._mesh.synced
 
+    @property
+    def congested(self) -> frozenset[str]:
+        """Linked peers whose link is backed up: updates for them wait, merged into one."""
+        return self._mesh.congested
+
     async def start(self) -> None:
         """Join the room; links form in the background."""
         if self._started:

@@ -27,6 +27,7 @@ from crdtsync.peer import Peer
 __all__ = ["run_peer"]
 
 TEXT = "text"
+MAX_COMMAND_SIZE = 16 << 20  # one input line: room for a large paste
 
 
 def _emit(**fields: Any) -> None:
@@ -80,7 +81,7 @@ async def run_peer(
 ) -> int:
     doc = _open_doc(state)
     text = doc.get(TEXT, type=pycrdt.Text)
-    commands = asyncio.StreamReader()
+    commands = asyncio.StreamReader(limit=MAX_COMMAND_SIZE)
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(commands), sys.stdin
     )
@@ -89,11 +90,24 @@ async def run_peer(
         watcher = asyncio.create_task(_report_peers(peer))
         try:
             while line := await commands.readline():  # empty: stdin closed
-                command = json.loads(line)
+                try:
+                    command = json.loads(line)
+                    if not isinstance(command, dict):
+                        raise TypeError("a command is a JSON object")
+                except (ValueError, TypeError) as exc:
+                    _emit(error=f"bad command: {exc}")
+                    continue
                 if "append" in command:
                     text.insert(len(text), str(command["append"]))
                 if command.get("report"):
-                    _emit(report={"id": peer.id, "text": str(text), "peers": sorted(peer.peers)})
+                    _emit(
+                        report={
+                            "id": peer.id,
+                            "text": str(text),
+                            "peers": sorted(peer.peers),
+                            "congested": sorted(peer.congested),
+                        }
+                    )
                 if command.get("quit"):
                     break
         finally:

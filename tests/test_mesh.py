@@ -9,6 +9,7 @@ import pytest
 
 from crdtsync import Peer, SyncTimeoutError
 from crdtsync.mesh import Mesh
+from crdtsync.protocol.link import LinkSettings
 from crdtsync.replica import Replica
 from crdtsync.testing import SimNetwork, converged, sim_room, wait_converged
 from crdtsync.testing.virtual_clock import run
@@ -166,5 +167,33 @@ def test_glare_leaves_one_link() -> None:
         await wait_converged(docs, timeout=5)
         for mesh in meshes:
             await mesh.aclose()
+
+    run(scenario())
+
+
+def test_a_congested_link_holds_updates_and_merges_them() -> None:
+    """A slow peer's link stops taking updates at the high-water mark; what waits goes as one."""
+    settings = LinkSettings(send_buffer_high=8192, send_buffer_low=2048)
+    edits, edit_size = 400, 256
+
+    async def scenario() -> None:
+        network = SimNetwork(seed=5, latency=0.01)
+        async with sim_room(network, 2, link_settings=settings) as (alice, bob):
+            network.slow(bob.id, 1.0)
+            before = network.messages_delivered
+            most_queued, congested = 0, False
+            for index in range(edits):
+                type_in(alice, f"{index:04d}".ljust(edit_size, "."))
+                await asyncio.sleep(0)  # one tick: the mesh sends (or holds) it
+                most_queued = max(most_queued, network.queued_bytes(alice.id, bob.id))
+                congested |= alice.congested == {bob.id}
+            assert congested
+            assert most_queued <= settings.send_buffer_high + 2 * edit_size
+            await wait_converged([alice.doc, bob.doc], timeout=10)
+            assert alice.congested == frozenset()
+            assert len(text_of(bob)) == edits * edit_size
+            # Each frame that got through before the mark, then the held ones as one.
+            frames = network.messages_delivered - before
+            assert frames < edits // 4, frames
 
     run(scenario())

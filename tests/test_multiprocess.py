@@ -11,13 +11,14 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 TIMEOUT = 30.0
 CLI = [sys.executable, "-m", "crdtsync.cli"]
+REPORT_LIMIT = 16 << 20  # a report holds the whole text
 
 
 class PeerProcess:
@@ -34,7 +35,10 @@ class PeerProcess:
         if state is not None:
             args += ["--state", str(state)]
         process = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=REPORT_LIMIT,
         )
         peer = cls(process)
         peer.id = (await peer.next_event("ready"))["ready"]
@@ -63,18 +67,26 @@ class PeerProcess:
             while not predicate(self.peers):
                 await self.next_event("peers")
 
-    async def text(self) -> str:
+    async def report(self) -> dict[str, Any]:
         await self.send(report=True)
-        return str((await self.next_event("report"))["report"]["text"])
+        return (await self.next_event("report"))["report"]  # type: ignore[no-any-return]
 
-    async def until_text(self, expected: set[str]) -> str:
-        """Wait until the text holds every expected line (asks again after each change)."""
+    async def text(self) -> str:
+        return str((await self.report())["text"])
+
+    async def until_report(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Ask for reports until one satisfies ``predicate``; return it."""
         async with asyncio.timeout(TIMEOUT):
             while True:
-                text = await self.text()
-                if expected <= set(text.split()):
-                    return text
+                report = await self.report()
+                if predicate(report):
+                    return report
                 await asyncio.sleep(0.05)  # a report is a poll of another process
+
+    async def until_text(self, expected: set[str]) -> str:
+        """Wait until the text holds every expected word."""
+        report = await self.until_report(lambda report: expected <= set(report["text"].split()))
+        return str(report["text"])
 
     async def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -110,7 +122,8 @@ async def cleanup(processes: list[asyncio.subprocess.Process]) -> AsyncIterator[
         for process in processes:
             if process.returncode is None:
                 process.kill()
-                await process.wait()
+                async with asyncio.timeout(TIMEOUT):
+                    await process.wait()
 
 
 async def test_sync_survives_the_server_and_a_newcomer_catches_up() -> None:
@@ -169,3 +182,31 @@ async def test_a_killed_peer_is_dropped_in_seconds_and_resyncs_on_restart(tmp_pa
         assert text == await alice.text()
         await again.quit()
         await alice.quit()
+
+
+async def test_a_stopped_peer_backs_up_its_link_and_catches_up_after() -> None:
+    """SIGSTOP leaves a data channel open but unread: the sender must hold, not queue."""
+    processes: list[asyncio.subprocess.Process] = []
+    async with cleanup(processes):
+        server, url = await start_server()
+        processes.append(server)
+        alice, bob = await PeerProcess.start(url), await PeerProcess.start(url)
+        processes += [alice.process, bob.process]
+        await alice.until_peers(lambda linked: bob.id in linked)
+        await bob.until_peers(lambda linked: alice.id in linked)
+        bulk = {f"bulk-{index}" for index in range(24)}  # 24 x 64 KiB: over the 1 MiB mark
+        late = {f"late-{index}" for index in range(100)}
+        bob.process.send_signal(signal.SIGSTOP)
+        try:
+            for word in sorted(bulk):
+                await alice.send(append=f" {word} " + "." * 65536)
+            await alice.until_report(lambda report: report["congested"] == [bob.id])
+            for word in sorted(late):  # held back and merged while the link is congested
+                await alice.send(append=f" {word}")
+            await alice.until_text(late)
+        finally:
+            bob.process.send_signal(signal.SIGCONT)
+        await bob.until_text(bulk | late)
+        await alice.until_report(lambda report: report["congested"] == [])
+        await alice.quit()
+        await bob.quit()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from crdtsync.errors import LocalProtocolError, ProtocolError
+from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.events import (
     AwarenessReceived,
     Event,
@@ -62,6 +62,18 @@ class LinkSettings:
     dead_after: float = 5.0
     # A peer that connects but never says HELLO holds a slot: drop it like a dead one.
     hello_timeout: float = 5.0
+    # Backpressure (applied by the mesh): once this many bytes wait in a link's send buffer,
+    # updates for that link are held and merged into one, and go when the buffer drains to
+    # send_buffer_low. A slow peer then costs one merged update, not an unbounded queue.
+    send_buffer_high: int = 1 << 20
+    send_buffer_low: int = 256 << 10
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.send_buffer_low < self.send_buffer_high:
+            raise ConfigError(
+                "need 0 <= send_buffer_low < send_buffer_high "
+                f"(got {self.send_buffer_low}, {self.send_buffer_high})"
+            )
 
 
 class LinkState(Enum):

@@ -20,6 +20,12 @@ class Link(ABC):
     def __init__(self, remote_id: str, *, initiator: bool) -> None:
         self.remote_id = remote_id
         self.initiator = initiator  # whether this side dialed
+        self.low_water = 0
+
+    def set_low_water(self, amount: int) -> None:
+        """Report ``link_drained`` whenever ``buffered_amount`` falls from above ``amount`` to
+        ``amount`` or below (a data channel's ``bufferedAmountLowThreshold``)."""
+        self.low_water = amount
 
     @abstractmethod
     def send(self, data: bytes) -> None:
@@ -49,6 +55,9 @@ class LinkListener(Protocol):
 
     def data_received(self, link: Link, data: bytes) -> None:
         """One message arrived on ``link``."""
+
+    def link_drained(self, link: Link) -> None:
+        """``link``'s send buffer fell to its low-water mark (see ``Link.set_low_water``)."""
 
     def link_lost(self, link: Link, reason: str) -> None:
         """``link`` broke or the remote closed it."""

@@ -119,6 +119,14 @@ class SimNetwork:
     def crashed(self, peer_id: str) -> bool:
         return peer_id in self._crashed
 
+    def queued_bytes(self, sender: str, receiver: str) -> int:
+        """Bytes sent from ``sender`` to ``receiver`` and not yet delivered."""
+        return sum(
+            pipe.queued_bytes
+            for pipe in self._pipes
+            if (pipe.sender.owner.local_id, pipe.receiver.owner.local_id) == (sender, receiver)
+        )
+
     # -- internals ------------------------------------------------------------------------------
 
     def _group_of(self, peer_id: str) -> int:
@@ -208,6 +216,7 @@ class _Pipe:
         self._queue: deque[tuple[float, bytes | None]] = deque()
         self._handle: asyncio.TimerHandle | None = None
         self._last_due = 0.0
+        self.queued_bytes = 0  # what the sender sees as its link's buffered amount
 
     def push(self, item: bytes | None) -> None:
         loop = asyncio.get_running_loop()
@@ -215,11 +224,8 @@ class _Pipe:
         due = max(loop.time() + delay, self._last_due)  # a link never reorders
         self._last_due = due
         self._queue.append((due, item))
+        self.queued_bytes += 0 if item is None else len(item)
         self.arm()
-
-    @property
-    def queued_bytes(self) -> int:
-        return sum(len(item) for _, item in self._queue if item is not None)
 
     def arm(self) -> None:
         if self._handle is None and self._queue:
@@ -231,6 +237,7 @@ class _Pipe:
             self._handle.cancel()
             self._handle = None
         self._queue.clear()
+        self.queued_bytes = 0
         self.network._pipes.discard(self)
 
     def _deliver(self) -> None:
@@ -242,15 +249,20 @@ class _Pipe:
         if not self.network.reachable(sender, receiver):
             return  # held until heal() arms the pipe again
         now = asyncio.get_running_loop().time()
+        buffered = self.queued_bytes
         while self._queue and self._queue[0][0] <= now:
             _, item = self._queue.popleft()
             if item is _CLOSE:
                 self.discard()
                 self.receiver.lose("closed by the remote peer")
                 return
+            self.queued_bytes -= len(item)
             self.network.messages_delivered += 1
             self.network.bytes_delivered += len(item)
             self.receiver.deliver(item)
+        low_water = self.sender.low_water
+        if buffered > low_water >= self.queued_bytes:
+            self.sender.drained()
         self.arm()
 
 
@@ -290,6 +302,10 @@ class SimLink(Link):
     def deliver(self, data: bytes) -> None:
         if not self.closed and self.open:
             self.owner.received(self, data)
+
+    def drained(self) -> None:
+        if not self.closed and self.open:
+            self.owner.drained(self)
 
     def lose(self, reason: str) -> None:
         """The link broke under this end: tell its owner, once."""
@@ -362,6 +378,10 @@ class SimConnector(Connector):
     def received(self, link: SimLink, data: bytes) -> None:
         if self._listener is not None and self._alive():
             self._listener.data_received(link, data)
+
+    def drained(self, link: SimLink) -> None:
+        if self._listener is not None and self._alive():
+            self._listener.link_drained(link)
 
     def lost(self, link: SimLink, reason: str) -> None:
         if self._listener is not None and self._alive():

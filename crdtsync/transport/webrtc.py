@@ -80,6 +80,10 @@ class WebRTCLink(Link):
     def buffered_amount(self) -> int:
         return int(self.channel.bufferedAmount)
 
+    def set_low_water(self, amount: int) -> None:
+        super().set_low_water(amount)
+        self.channel.bufferedAmountLowThreshold = amount
+
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True
@@ -267,7 +271,12 @@ class WebRTCConnector(Connector):
             if link.connection.connectionState == "failed":
                 on_close()
 
+        def on_drained() -> None:
+            if not link.closed:
+                listener.link_drained(link)
+
         link.channel.on("message", on_message)
+        link.channel.on("bufferedamountlow", on_drained)
         link.channel.on("close", on_close)
         link.connection.on("connectionstatechange", on_state_change)
         logger.debug("= %s: data channel to %s open", self.local_id, link.remote_id)
