@@ -113,6 +113,9 @@ class Mesh:
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
+        # Transport messages' bytes, every link counted, for progress displays and benchmarks.
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     # -- public state ---------------------------------------------------------------------------
 
@@ -267,6 +270,7 @@ class Mesh:
         conn = self._conns.get(link.remote_id)
         if conn is None or conn.link is not link:
             return
+        self.bytes_received += len(data)
         conn.protocol.receive_data(data, self._now())
         self._pump(conn)
 
@@ -298,6 +302,7 @@ class Mesh:
                 try:
                     for data in outgoing:
                         conn.link.send(data)
+                        self.bytes_sent += len(data)
                 except TransportError as exc:
                     conn.lost = True
                     conn.protocol.close(CloseCode.GOING_AWAY, f"send failed: {exc}")

@@ -106,6 +106,16 @@ class Peer:
         return self._mesh.synced
 
     @property
+    def bytes_sent(self) -> int:
+        """Bytes this peer put on its links so far (every message, every link)."""
+        return self._mesh.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes that arrived on this peer's links so far."""
+        return self._mesh.bytes_received
+
+    @property
     def congested(self) -> frozenset[str]:
         """Linked peers whose link is backed up: updates for them wait, merged into one."""
         return self._mesh.congested

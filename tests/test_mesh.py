@@ -197,3 +197,20 @@ def test_a_congested_link_holds_updates_and_merges_them() -> None:
             assert frames < edits // 4, frames
 
     run(scenario())
+
+
+def test_bytes_sent_are_received_or_still_on_their_way() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=6, latency=0.01)
+        async with sim_room(network, 3) as peers:
+            type_in(peers[0], "counted")
+            await wait_converged([peer.doc for peer in peers], timeout=5)
+            sent = sum(peer.bytes_sent for peer in peers)
+            received = sum(peer.bytes_received for peer in peers)
+            in_flight = sum(
+                network.queued_bytes(a.id, b.id) for a in peers for b in peers if a is not b
+            )
+            assert sent > len("counted") * 2  # the edit went to both others
+            assert sent == received + in_flight
+
+    run(scenario())
