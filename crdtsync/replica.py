@@ -3,6 +3,12 @@
 The replica observes every transaction on the ``Doc``. Updates it applied for a link are
 tagged with that link, so the mesh never echoes them back; everything produced before the
 mesh drains the outbox (one event-loop tick) leaves as one merged update per origin.
+
+Remote content that arrives before what it depends on is kept here, not left to pycrdt:
+pycrdt (0.14) holds such content back itself, but can lose track of it, so that it never
+integrates even once every dependency has arrived (seen with the bundled traces over real
+WebRTC). The replica keeps what did not integrate and applies it again after each later
+remote update until it does.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from typing import Any
 
 import pycrdt
 
-__all__ = ["OutgoingUpdate", "Replica", "merge_many"]
+from crdtsync.protocol.ymessages import read_var_uint
+
+__all__ = ["OutgoingUpdate", "Replica", "merge_many", "unintegrated"]
 
 # pycrdt's merge_updates is fast for ~1k small updates (4.7 ms) but superlinear beyond
 # (100k: 67 s): merge in groups of this size, then merge the results.
@@ -36,6 +44,16 @@ def merge_many(updates: list[bytes]) -> bytes:
     return updates[0]
 
 
+def unintegrated(doc: pycrdt.Doc[Any], update: bytes) -> bytes | None:
+    """The part of ``update``'s content that ``doc`` does not hold, or None if it holds all.
+
+    Deletions are not looked at: a state vector does not show them.
+    """
+    rest = pycrdt.get_update(update, doc.get_state())
+    groups, _ = read_var_uint(rest, 0)  # a v1 update starts with its count of client groups
+    return rest if groups else None
+
+
 class Replica:
     """A ``pycrdt.Doc`` with an outbox; implements the sync core's ``DocumentAccess``."""
 
@@ -52,6 +70,7 @@ class Replica:
         self._applying_for: object | None = None
         self._applying = b""
         self._outbox: dict[int, tuple[object | None, list[bytes]]] = {}
+        self._waiting: bytes | None = None  # remote content whose dependencies are missing
         self._subscription: pycrdt.Subscription | None = doc.observe(self._on_transaction)
 
     def close(self) -> None:
@@ -68,6 +87,11 @@ class Replica:
     def missing_since(self, state_vector: bytes) -> bytes:
         return self.doc.get_update(state_vector)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether remote content is held until what it depends on arrives."""
+        return self._waiting is not None
+
     def apply_remote(self, update: bytes, origin: object) -> None:
         """Apply an update from link ``origin``; ValueError if pycrdt rejects it."""
         self._applying_for = origin
@@ -77,6 +101,14 @@ class Replica:
         finally:
             self._applying_for = None
             self._applying = b""
+        parts = [update]
+        if self._waiting is not None:
+            # Held content may have waited for what this update brought. Its origin is
+            # unknown by now, so whatever integrates goes to every link.
+            self.doc.apply_update(self._waiting)
+            parts.append(self._waiting)
+        missing = [rest for part in parts if (rest := unintegrated(self.doc, part)) is not None]
+        self._waiting = merge_many(missing) if missing else None
 
     # -- outbox ---------------------------------------------------------------------------------
 

@@ -34,7 +34,24 @@ def test_demo_replays_the_bundled_trace_and_checks_it() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "checksum against the trace's end content: OK" in result.stdout
-    assert "3 peers linked" in result.stdout
+    assert "3 peers linked over WebRTC" in result.stdout
+    assert "26078/26078 edits, 3/3 replicas at the end state" in result.stdout
+
+
+def test_demo_refuses_bad_options_clearly() -> None:
+    for args, message in (
+        (["--peers", "0"], "needs --peers >= 1"),
+        (["--trace", "no-such-trace"], "no bundled trace 'no-such-trace'"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "crdtsync.cli", "demo", *args],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert message in result.stderr
 
 
 def test_signal_serves_until_interrupted() -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+from typing import Any
+
+import msgpack
 import pycrdt
 
-from crdtsync.replica import MERGE_GROUP, Replica, merge_many
+from crdtsync.replica import MERGE_GROUP, Replica, merge_many, unintegrated
 from crdtsync.testing import doc_version
 
 
@@ -78,3 +83,40 @@ def test_content_released_from_pending_goes_to_every_link() -> None:
     (outgoing,) = replica.take_outgoing()
     assert outgoing.origin is None
     assert str(replica.doc.get("text", type=pycrdt.Text)) == "first second"
+
+
+def _apply_all(doc: pycrdt.Doc[Any], updates: list[bytes]) -> pycrdt.Doc[Any]:
+    for update in updates:
+        doc.apply_update(update)
+    return doc
+
+
+def test_content_that_pycrdt_loses_track_of_is_integrated_by_the_replica() -> None:
+    path = Path(__file__).parent / "data" / "stuck_arrival_order.msgpack.gz"
+    arrivals: list[bytes] = msgpack.unpackb(gzip.decompress(path.read_bytes()))
+    everything = _apply_all(pycrdt.Doc(), arrivals * 2).get_state()  # a second pass unsticks
+    plain = _apply_all(pycrdt.Doc(), arrivals).get_state()
+    assert plain != everything, "pycrdt now integrates it alone: Replica._waiting may go"
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    replica = Replica(doc)
+    for update in arrivals:
+        replica.apply_remote(update, origin="link")
+    assert doc.get_state() == everything
+
+
+def test_remote_content_waits_for_what_it_depends_on() -> None:
+    source: pycrdt.Doc[Any] = pycrdt.Doc()
+    text = source.get("text", type=pycrdt.Text)
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    for word in ("one ", "two ", "three"):
+        text.insert(len(text), word)
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    replica = Replica(doc)
+    replica.apply_remote(updates[2], origin="link")  # depends on the two before it
+    assert replica.waiting
+    assert unintegrated(doc, updates[2]) is not None
+    replica.apply_remote(updates[1], origin="link")
+    replica.apply_remote(updates[0], origin="link")
+    assert not replica.waiting
+    assert str(doc.get("text", type=pycrdt.Text)) == "one two three"
