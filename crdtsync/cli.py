@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer.add_argument("--signaling", required=True, help="signaling server URL")
     peer.add_argument("--room", required=True)
     peer.add_argument("--host-address", action="append", help="ICE host address (repeatable)")
-    peer.add_argument("--state", type=Path, help="file the document is loaded from and saved to")
+    peer.add_argument("--store", type=Path, help="SQLite file that keeps the document (see Peer)")
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "signal" else logging.WARNING
     logging.basicConfig(
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "peer":
-            return asyncio.run(run_peer(args.signaling, args.room, args.host_address, args.state))
+            return asyncio.run(run_peer(args.signaling, args.room, args.host_address, args.store))
         if args.command == "demo":
             options = DemoOptions(args.trace, args.peers, args.batch, args.timeout)
             return asyncio.run(run_demo(options))

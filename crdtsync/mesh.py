@@ -165,6 +165,13 @@ class Mesh:
         self._arm_presence()
         logger.info("= %s joined its room", self.local_id)
 
+    def flush(self) -> None:
+        """Hand the replica's pending updates over now rather than at the end of this tick."""
+        if self._loop is not None and not self._closed:
+            self._flush()
+        else:
+            self.replica.take_outgoing()  # not started, or closed: nothing to send, but stored
+
     async def aclose(self) -> None:
         """Send what is pending, say BYE on every link, leave the room; idempotent."""
         if self._close_task is None:

@@ -7,6 +7,7 @@ found through a signaling server (``signaling=URL``), or the simulated network
 
 from __future__ import annotations
 
+import os
 import random
 import ssl as ssl_module
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from crdtsync.mesh import DEFAULT_MAX_CONNS, DEFAULT_PRESENCE_TIMEOUT, Mesh, Mes
 from crdtsync.protocol.link import LinkSettings
 from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity
+from crdtsync.store import Store, StoreSettings
 from crdtsync.transport.base import Connector
 from crdtsync.transport.memory import SimNetwork
 from crdtsync.transport.webrtc import IceServer, WebRTCConnector
@@ -46,6 +48,8 @@ class Peer:
         max_conns: int = DEFAULT_MAX_CONNS,
         link_settings: LinkSettings | None = None,
         presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
+        store: str | os.PathLike[str] | None = None,
+        store_settings: StoreSettings | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if not room:
@@ -73,7 +77,10 @@ class Peer:
                 ice_servers=ice_servers,
                 host_addresses=host_addresses,
             )
-        self._replica = Replica(doc)
+        # Opened and loaded first: a bad file fails here, and the doc holds its saved work
+        # before any peer is linked.
+        self._store = None if store is None else Store(store, store_settings)
+        self._replica = Replica(doc, store=self._store)
         self._mesh = Mesh(
             self._replica,
             self.awareness,
@@ -127,10 +134,18 @@ class Peer:
         self._started = True
         await self._mesh.start()
 
+    async def flush(self) -> None:
+        """Return once every edit made so far is in the store (and on its way to peers)."""
+        if self._store is None:
+            raise ConfigError("flush() needs a store: Peer(..., store=PATH)")
+        self._mesh.flush()
+
     async def aclose(self) -> None:
         """Send pending updates, say goodbye, leave the room; idempotent. The doc stays usable."""
         await self._mesh.aclose()
         self._replica.close()
+        if self._store is not None:
+            self._store.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

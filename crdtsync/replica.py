@@ -20,6 +20,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.protocol.ymessages import read_var_uint
+from crdtsync.store import Store
 
 __all__ = ["OutgoingUpdate", "Replica", "merge_many", "unintegrated"]
 
@@ -50,8 +51,12 @@ def unintegrated(doc: pycrdt.Doc[Any], update: bytes) -> bytes | None:
     Deletions are not looked at: a state vector does not show them.
     """
     rest = pycrdt.get_update(update, doc.get_state())
-    groups, _ = read_var_uint(rest, 0)  # a v1 update starts with its count of client groups
-    return rest if groups else None
+    return rest if _has_content(rest) else None
+
+
+def _has_content(update: bytes) -> bool:
+    groups, _ = read_var_uint(update, 0)  # a v1 update starts with its count of client groups
+    return groups > 0
 
 
 class Replica:
@@ -63,15 +68,27 @@ class Replica:
         *,
         doc_id: str = "default",
         on_outgoing: Callable[[], None] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.doc = doc
         self.doc_id = doc_id
         self.on_outgoing = on_outgoing
+        self.store = store
+        if store is not None:
+            self._load(store)
         self._applying_for: object | None = None
         self._applying = b""
         self._outbox: dict[int, tuple[object | None, list[bytes]]] = {}
         self._waiting: bytes | None = None  # remote content whose dependencies are missing
         self._subscription: pycrdt.Subscription | None = doc.observe(self._on_transaction)
+
+    def _load(self, store: Store) -> None:
+        """Bring back what the store holds, and log what only the doc held so far."""
+        before = self.doc.get_update()
+        for update in store.load(self.doc_id):
+            self.doc.apply_update(update)
+        if _has_content(before):  # the doc came with content of its own
+            store.append(self.doc_id, [before])
 
     def close(self) -> None:
         """Stop observing the document (it stays usable, and holds every edit); idempotent."""
@@ -113,9 +130,20 @@ class Replica:
     # -- outbox ---------------------------------------------------------------------------------
 
     def take_outgoing(self) -> list[OutgoingUpdate]:
-        """Everything since the last call: one merged update per origin, oldest origin first."""
+        """Everything since the last call: one merged update per origin, oldest origin first.
+
+        With a store, it is committed there before this returns (the write-ahead rule: no
+        update leaves before it is durable). StoreError if that fails.
+        """
         outbox, self._outbox = self._outbox, {}
-        return [OutgoingUpdate(merge_many(updates), origin) for origin, updates in outbox.values()]
+        outgoing = [
+            OutgoingUpdate(merge_many(updates), origin) for origin, updates in outbox.values()
+        ]
+        if self.store is not None and outgoing:
+            self.store.append(self.doc_id, [item.update for item in outgoing])
+            if self.store.wants_compaction(self.doc_id):
+                self.store.compact(self.doc_id, self.doc.get_update())
+        return outgoing
 
     def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
         # A duplicate update changes nothing and fires no event, so relays stop by themselves.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import sys
 import time
@@ -30,10 +31,10 @@ class PeerProcess:
         self.peers: frozenset[str] = frozenset()
 
     @classmethod
-    async def start(cls, url: str, state: Path | None = None) -> PeerProcess:
+    async def start(cls, url: str, store: Path | None = None) -> PeerProcess:
         args = [*CLI, "peer", "--signaling", url, "--room", "e2e", "--host-address", "127.0.0.1"]
-        if state is not None:
-            args += ["--state", str(state)]
+        if store is not None:
+            args += ["--store", str(store)]
         process = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.PIPE,
@@ -163,8 +164,8 @@ async def test_a_killed_peer_is_dropped_in_seconds_and_resyncs_on_restart(tmp_pa
     async with cleanup(processes):
         server, url = await start_server()
         processes.append(server)
-        state = tmp_path / "victim.ydoc"
-        alice, victim = await PeerProcess.start(url), await PeerProcess.start(url, state)
+        store = tmp_path / "victim.db"
+        alice, victim = await PeerProcess.start(url), await PeerProcess.start(url, store)
         processes += [alice.process, victim.process]
         await alice.until_peers(lambda linked: victim.id in linked)
         await victim.send(append=" from-the-victim")
@@ -176,7 +177,7 @@ async def test_a_killed_peer_is_dropped_in_seconds_and_resyncs_on_restart(tmp_pa
         assert time.monotonic() - killed_at < 15.0  # heartbeat: ~5 s, with generous slack
         await alice.send(append=" while-it-was-dead")
 
-        again = await PeerProcess.start(url, state)  # same document, from its file
+        again = await PeerProcess.start(url, store)  # same document, from its store
         processes.append(again.process)
         text = await again.until_text({"from-the-victim", "while-it-was-dead"})
         assert text == await alice.text()
@@ -210,3 +211,54 @@ async def test_a_stopped_peer_backs_up_its_link_and_catches_up_after() -> None:
         await alice.until_report(lambda report: report["congested"] == [])
         await alice.quit()
         await bob.quit()
+
+
+KILL_SEED = 20261125
+KILL_ROUNDS = 20
+
+
+async def test_flushed_and_received_edits_survive_sigkill(tmp_path: Path) -> None:
+    """A peer is killed at a random point, over and over, and restarted from its store."""
+    rng = random.Random(KILL_SEED)
+    processes: list[asyncio.subprocess.Process] = []
+    async with cleanup(processes):
+        server, url = await start_server()
+        processes.append(server)
+        witness = await PeerProcess.start(url)
+        processes.append(witness.process)
+        store = tmp_path / "victim.db"
+        confirmed: set[str] = set()
+        for round_ in range(KILL_ROUNDS):
+            where = f"seed {KILL_SEED}, round {round_}"
+            victim = await PeerProcess.start(url, store)
+            processes.append(victim.process)
+            kept = set((await victim.text()).split())
+            assert confirmed <= kept, f"{where}: lost {sorted(confirmed - kept)}"
+            words = [f"r{round_}-{index}" for index in range(rng.randint(1, 40))]
+            flush_after = rng.randint(0, len(words))
+            for index, word in enumerate(words):
+                await victim.send(append=f" {word}")
+                if index + 1 == flush_after:
+                    await victim.send(flush=True)
+                    await victim.next_event("flushed")
+                    confirmed |= set(words[:flush_after])
+            if rng.random() < 0.5:  # sometimes let the edits reach the witness first
+                await witness.until_text({words[-1]})
+            await victim.kill()
+            received = {word for word in (await witness.text()).split() if word.startswith("r")}
+            restarted = await PeerProcess.start(url, store)
+            processes.append(restarted.process)
+            kept = set((await restarted.text()).split())
+            assert received <= kept, f"{where}: the witness had {sorted(received - kept)}"
+            await restarted.kill()
+        final = await PeerProcess.start(url, store)
+        processes.append(final.process)
+        await final.until_peers(lambda linked: witness.id in linked)
+        await final.until_text(confirmed)
+        async with asyncio.timeout(TIMEOUT):  # the two replicas converge
+            while True:
+                if await final.text() == await witness.text():
+                    break
+                await asyncio.sleep(0.05)  # a report is a poll of another process
+        await final.quit()
+        await witness.quit()
