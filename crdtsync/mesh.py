@@ -35,6 +35,12 @@ from crdtsync.transport.base import Connector, Link
 
 __all__ = ["DEFAULT_MAX_CONNS", "DEFAULT_PRESENCE_TIMEOUT", "Mesh", "MeshSettings"]
 
+# Closes that mean the remote peer broke the protocol or a limit.
+VIOLATIONS = frozenset(
+    {CloseCode.PROTOCOL_ERROR, CloseCode.UNSUPPORTED_VERSION, CloseCode.TOO_BIG, CloseCode.POLICY}
+)
+VIOLATION_PENALTY = 3  # doublings of the redial delay per violation: 0.1 s becomes 0.8 s
+
 logger = logging.getLogger(__name__)
 
 # y-webrtc connects to up to 20-34 peers; beyond that a room is a partial mesh.
@@ -103,6 +109,7 @@ class Mesh:
         self._members: frozenset[str] = frozenset()
         self._dialing: set[str] = set()
         self._attempts: dict[str, int] = {}
+        self._violations: dict[str, int] = {}  # links we closed for a peer's bad input
         self._next_attempt: dict[str, float] = {}
         self._priorities: dict[str, float] = {}
         self._announced: frozenset[str] = frozenset()
@@ -359,6 +366,8 @@ class Mesh:
         self._presence_core().forget_origin(conn.protocol)
         if event.code == CloseCode.DUPLICATE:
             return  # the link that replaces it syncs in full
+        if not event.by_remote and event.code in VIOLATIONS:
+            self._violations[remote] = self._violations.get(remote, 0) + 1
         if conn.protocol.remote_id is not None:
             # Updates in flight on the lost link may be gone, and peers may have counted on
             # that link when they chose not to relay: ask everyone else for what we lack.
@@ -482,7 +491,9 @@ class Mesh:
     def _back_off(self, remote: str) -> None:
         attempts = self._attempts.get(remote, 0) + 1
         self._attempts[remote] = attempts
-        delay = min(self.settings.reconnect_cap, self.settings.reconnect_base * 2 ** (attempts - 1))
+        # A peer that sent bad input waits longer, and never earns a quick redial back.
+        exponent = attempts - 1 + VIOLATION_PENALTY * self._violations.get(remote, 0)
+        delay = min(self.settings.reconnect_cap, self.settings.reconnect_base * 2**exponent)
         self._next_attempt[remote] = self._now() + delay * (0.5 + self._rng.random() / 2)
 
     # -- timers and tasks -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ remote update until it does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,13 @@ import pycrdt
 from crdtsync.protocol.ymessages import read_var_uint
 from crdtsync.store import Store
 
-__all__ = ["OutgoingUpdate", "Replica", "merge_many", "unintegrated"]
+__all__ = ["MAX_WAITING", "OutgoingUpdate", "Replica", "merge_many", "unintegrated"]
 
+logger = logging.getLogger(__name__)
+
+# Remote content held for missing dependencies, at most (bytes): well above what honest
+# out-of-order delivery holds (a few frames), far below what would strain memory.
+MAX_WAITING = 16 << 20
 # pycrdt's merge_updates is fast for ~1k small updates (4.7 ms) but superlinear beyond
 # (100k: 67 s): merge in groups of this size, then merge the results.
 MERGE_GROUP = 512
@@ -69,8 +75,10 @@ class Replica:
         doc_id: str = "default",
         on_outgoing: Callable[[], None] | None = None,
         store: Store | None = None,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self.doc = doc
+        self.max_waiting = max_waiting
         self.doc_id = doc_id
         self.on_outgoing = on_outgoing
         self.store = store
@@ -126,6 +134,15 @@ class Replica:
             parts.append(self._waiting)
         missing = [rest for part in parts if (rest := unintegrated(self.doc, part)) is not None]
         self._waiting = merge_many(missing) if missing else None
+        if self._waiting is not None and len(self._waiting) > self.max_waiting:
+            # Content that never finds its dependencies is junk, or a peer trying to make us
+            # hoard it: drop it. Honest peers send it again on the next sync.
+            logger.warning(
+                "! %s: dropped %d bytes of remote content still missing dependencies",
+                self.doc_id,
+                len(self._waiting),
+            )
+            self._waiting = None
 
     # -- outbox ---------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgpack
 import pycrdt
+import pytest
 
 from crdtsync.replica import MERGE_GROUP, Replica, merge_many, unintegrated
 from crdtsync.testing import doc_version
@@ -120,3 +121,17 @@ def test_remote_content_waits_for_what_it_depends_on() -> None:
     replica.apply_remote(updates[0], origin="link")
     assert not replica.waiting
     assert str(doc.get("text", type=pycrdt.Text)) == "one two three"
+
+
+def test_content_waiting_too_long_is_dropped_past_the_cap(caplog: pytest.LogCaptureFixture) -> None:
+    source: pycrdt.Doc[Any] = pycrdt.Doc()
+    text = source.get("text", type=pycrdt.Text)
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    text.insert(0, "first ")
+    text.insert(len(text), "x" * 1000)  # depends on the first
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    replica = Replica(doc, max_waiting=500)
+    replica.apply_remote(updates[1], origin="link")
+    assert not replica.waiting
+    assert "dropped" in caplog.text

@@ -67,12 +67,21 @@ class LinkSettings:
     # send_buffer_low. A slow peer then costs one merged update, not an unbounded queue.
     send_buffer_high: int = 1 << 20
     send_buffer_low: int = 256 << 10
+    # Flood guard: messages a peer may send per second, with bursts. A full-speed typist
+    # batched per tick sends a few hundred a second; a 64 MiB state arrives as ~1,000 chunks.
+    max_messages_per_second: float = 2000.0
+    message_burst: int = 10_000
 
     def __post_init__(self) -> None:
         if not 0 <= self.send_buffer_low < self.send_buffer_high:
             raise ConfigError(
                 "need 0 <= send_buffer_low < send_buffer_high "
                 f"(got {self.send_buffer_low}, {self.send_buffer_high})"
+            )
+        if self.max_messages_per_second <= 0 or self.message_burst < 1:
+            raise ConfigError(
+                "need max_messages_per_second > 0 and message_burst >= 1 "
+                f"(got {self.max_messages_per_second}, {self.message_burst})"
             )
 
 
@@ -116,6 +125,8 @@ class LinkProtocol:
         self._last_received = 0.0
         self._next_ping = 0.0
         self._hello_deadline = 0.0
+        self._allowance = float(self.settings.message_burst)  # token bucket of the flood guard
+        self._allowance_at = 0.0
 
     def __repr__(self) -> str:
         remote = self.remote_id or self.expected_peer
@@ -178,6 +189,7 @@ class LinkProtocol:
             return
         self._last_received = now
         try:
+            self._count_message(now)
             frame = decode_frame(data, max_frame_size=self.settings.max_frame_size)
             if isinstance(frame, Chunk):
                 if self.state is LinkState.OPENING:
@@ -236,6 +248,17 @@ class LinkProtocol:
         return self.state is LinkState.OPEN and len(self._synced) == len(self._sessions)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _count_message(self, now: float) -> None:
+        rate, burst = self.settings.max_messages_per_second, self.settings.message_burst
+        elapsed = max(0.0, now - self._allowance_at)
+        self._allowance = min(float(burst), self._allowance + elapsed * rate)
+        self._allowance_at = now
+        if self._allowance < 1:
+            raise ProtocolError(
+                f"flood: over {rate:g} messages/s (bursts of {burst})", close_code=CloseCode.POLICY
+            )
+        self._allowance -= 1
 
     def _session(self, doc_id: str) -> SyncSession:
         session = self._sessions.get(doc_id)

@@ -14,7 +14,9 @@ from typing import Protocol
 from crdtsync.errors import LocalProtocolError, ProtocolError
 from crdtsync.protocol.ymessages import (
     SyncType,
+    check_update_header,
     parse_sync_message,
+    read_state_vector,
     sync_step1,
     sync_step2,
     sync_update,
@@ -117,11 +119,16 @@ class SyncSession:
             raise ProtocolError(f"sync: {event.value} is not allowed in state {self.state.value!r}")
         if event is SyncInput.STEP1:
             try:
+                read_state_vector(payload)  # ours is strict and bounded; pycrdt's may not be
                 missing = self._document.missing_since(payload)
-            except ValueError as exc:
+            except (ProtocolError, ValueError) as exc:
                 raise ProtocolError(f"sync: step 1 holds a malformed state vector: {exc}") from exc
             return [sync_step2(missing)], False
         if payload != _EMPTY_UPDATE:
+            try:
+                check_update_header(payload)
+            except ProtocolError as exc:
+                raise ProtocolError(f"sync: malformed remote {event.value}: {exc}") from exc
             try:
                 self._document.apply_remote(payload, self._origin)
             except ValueError as exc:

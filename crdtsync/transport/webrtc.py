@@ -157,6 +157,7 @@ class WebRTCConnector(Connector):
         for link in list(self._links):
             await link.aclose()
         await self.signaling.aclose()
+        await _connect_tasks_ended()
 
     # -- SignalingListener ----------------------------------------------------------------------
 
@@ -303,3 +304,19 @@ class WebRTCConnector(Connector):
         if self._room_key is None:
             return data
         return self._room_key.seal(data, sender=self.local_id, recipient=remote_id)
+
+
+# aiortc starts a connect task per peer connection and does not await it in close(): after
+# a close mid-setup it lingers for a moment. Waiting for it keeps "closed" meaning closed.
+CONNECT_TASK = "RTCPeerConnection.__connect"
+CONNECT_TASK_GRACE = 2.0  # seconds; in practice it ends within milliseconds
+
+
+async def _connect_tasks_ended() -> None:
+    tasks = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == CONNECT_TASK
+    ]
+    if tasks:
+        await asyncio.wait(tasks, timeout=CONNECT_TASK_GRACE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pycrdt
 import pytest
@@ -97,9 +98,20 @@ def test_rejected_update_is_a_protocol_error() -> None:
     session = SyncSession(Replica(pycrdt.Doc()), origin="x")
     session.start()
     with pytest.raises(ProtocolError, match="rejected"):
-        session.receive_message(sync_update(b"\x05\x01garbage"))
-    with pytest.raises(ProtocolError, match="state vector"):
+        session.receive_message(sync_update(b"\x01\x01garbage"))
+    with pytest.raises(ProtocolError, match="varuint"):
         session.receive_message(sync_step1(b"\xff\xff"))
+
+
+def test_an_update_claiming_more_groups_than_it_holds_never_reaches_pycrdt() -> None:
+    """4 bytes claiming 2**28 client groups would make pycrdt reserve ~550 MB."""
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    session = SyncSession(Replica(doc), origin="x")
+    session.start()
+    with pytest.raises(ProtocolError, match="claims 268435455 client groups in 4 bytes"):
+        session.receive_message(sync_update(b"\xff\xff\xff\x7f"))
+    with pytest.raises(ProtocolError, match="varuint"):  # the same count in a state vector
+        session.receive_message(sync_step1(b"\xff\xff\xff\x7f"))
 
 
 REMOTE_INPUTS = {
