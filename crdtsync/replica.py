@@ -3,6 +3,7 @@
 The replica observes every transaction on the ``Doc``. Updates it applied for a link are
 tagged with that link, so the mesh never echoes them back; everything produced before the
 mesh drains the outbox (one event-loop tick) leaves as one merged update per origin.
+With a store, the outbox is committed there as it is drained, before anything is sent.
 
 Remote content that arrives before what it depends on is kept here, not left to pycrdt:
 pycrdt (0.14) holds such content back itself, but can lose track of it, so that it never
