@@ -23,5 +23,8 @@ test: lint
 demo: $(BIN)/activate-crdtsync
 	$(BIN)/crdtsync demo
 
+bench: $(BIN)/activate-crdtsync
+	$(BIN)/crdtsync bench convergence --json benchmarks/results/convergence.json
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import ssl
@@ -19,6 +20,22 @@ from crdtsync.peer_process import run_peer
 from crdtsync.signaling.server import SignalingServer
 
 __all__ = ["main"]
+
+
+async def _bench(args: argparse.Namespace) -> int:
+    from crdtsync.bench.convergence import run_convergence, table
+
+    print(f"convergence: {args.peers} peers x {args.edits} edits, {args.runs} runs", flush=True)
+    result = await run_convergence(
+        args.peers, args.edits, args.runs, lambda line: print(f"  {line}", flush=True)
+    )
+    summary = result.to_json()
+    print(table(summary))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"written to {args.json}")
+    return 0
 
 
 def _server_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
@@ -58,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crdtsync", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the mesh does")
     commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="measure against the alternatives (see benchmarks/)")
+    bench.add_argument("name", choices=["convergence"], help="which benchmark")
+    bench.add_argument("--peers", type=int, default=4, help="peers in the room")
+    bench.add_argument("--edits", type=int, default=1000, help="edits per peer")
+    bench.add_argument("--runs", type=int, default=3, help="runs; figures are medians")
+    bench.add_argument("--json", type=Path, help="also write the result as JSON to this file")
     defaults = DemoOptions()
     demo = commands.add_parser(
         "demo", help="peer processes type a concurrent editing trace over WebRTC"
@@ -91,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "peer":
             return asyncio.run(run_peer(args.signaling, args.room, args.host_address, args.store))
+        if args.command == "bench":
+            return asyncio.run(_bench(args))
         if args.command == "demo":
             options = DemoOptions(args.trace, args.peers, args.batch, args.timeout)
             return asyncio.run(run_demo(options))

@@ -17,7 +17,13 @@ from typing import Any, Self
 import pycrdt
 
 from crdtsync.errors import ConfigError, LocalProtocolError
-from crdtsync.mesh import DEFAULT_MAX_CONNS, DEFAULT_PRESENCE_TIMEOUT, Mesh, MeshSettings
+from crdtsync.mesh import (
+    DEFAULT_BATCH_WINDOW,
+    DEFAULT_MAX_CONNS,
+    DEFAULT_PRESENCE_TIMEOUT,
+    Mesh,
+    MeshSettings,
+)
 from crdtsync.protocol.link import LinkSettings
 from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity
@@ -48,6 +54,7 @@ class Peer:
         max_conns: int = DEFAULT_MAX_CONNS,
         link_settings: LinkSettings | None = None,
         presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
+        batch_window: float = DEFAULT_BATCH_WINDOW,
         store: str | os.PathLike[str] | None = None,
         store_settings: StoreSettings | None = None,
         rng: random.Random | None = None,
@@ -88,6 +95,7 @@ class Peer:
             settings=MeshSettings(
                 max_conns=max_conns,
                 presence_timeout=presence_timeout,
+                batch_window=batch_window,
                 link=link_settings or LinkSettings(),
             ),
             rng=rng,

@@ -178,7 +178,8 @@ def test_a_congested_link_holds_updates_and_merges_them() -> None:
 
     async def scenario() -> None:
         network = SimNetwork(seed=5, latency=0.01)
-        async with sim_room(network, 2, link_settings=settings) as (alice, bob):
+        # No batching window: each edit leaves in its own tick, as backpressure is the subject.
+        async with sim_room(network, 2, link_settings=settings, batch_window=0) as (alice, bob):
             network.slow(bob.id, 1.0)
             before = network.messages_delivered
             most_queued, congested = 0, False
@@ -212,5 +213,29 @@ def test_bytes_sent_are_received_or_still_on_their_way() -> None:
             )
             assert sent > len("counted") * 2  # the edit went to both others
             assert sent == received + in_flight
+
+    run(scenario())
+
+
+def test_a_burst_of_edits_leaves_merged_and_a_lone_edit_at_once() -> None:
+    async def frames_for_burst(batch_window: float) -> int:
+        network = SimNetwork(seed=9, latency=0.01)
+        async with sim_room(network, 2, batch_window=batch_window) as (alice, bob):
+            await asyncio.sleep(2 * batch_window)  # quiet: the window is closed (virtual time)
+            type_in(alice, "lone")
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
+            await wait_converged([alice.doc, bob.doc], timeout=5)
+            assert loop.time() - sent_at < 0.01 + 0.001  # one network latency, no window
+            before = network.messages_delivered
+            for index in range(50):  # one edit per tick, as fast as a script types
+                type_in(alice, f"<{index}>")
+                await asyncio.sleep(0)
+            await wait_converged([alice.doc, bob.doc], timeout=5)
+            return network.messages_delivered - before
+
+    async def scenario() -> None:
+        assert await frames_for_burst(0.0) >= 50
+        assert await frames_for_burst(0.010) <= 3
 
     run(scenario())
