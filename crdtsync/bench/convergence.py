@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pycrdt
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 from crdtsync.errors import ConfigError
 from crdtsync.peer import Peer
@@ -109,8 +112,6 @@ async def crdtsync_once(peers: int, edits: int) -> float:
 async def _relay_room(docs: Sequence[pycrdt.Doc[Any]]) -> AsyncIterator[None]:
     # Imported here: the relay is a benchmark dependency (the "bench" extra), not ours.
     from pycrdt.websocket import WebsocketServer
-    from websockets.asyncio.client import connect
-    from websockets.asyncio.server import serve
 
     async with (
         WebsocketServer() as relay,
@@ -185,8 +186,6 @@ class _Channel:
         return self
 
     async def __anext__(self) -> bytes:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             return await self.recv()
         except ConnectionClosed:
