@@ -30,6 +30,7 @@ import pycrdt
 
 from crdtsync.errors import ConfigError, SyncTimeoutError
 from crdtsync.peer import Peer
+from crdtsync.peer_process import emit, read_stdin
 from crdtsync.replica import unintegrated
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.traces import (
@@ -241,10 +242,6 @@ def _summary(workers: list[_Worker], edits: int, expected: str, out: TextIO) -> 
 # -- one peer process -----------------------------------------------------------------------------
 
 
-def _emit(**fields: Any) -> None:
-    print(json.dumps(fields), flush=True)
-
-
 async def _worker(
     url: str, updates: list[bytes], others: int, expected: str, batch: int, timeout: float
 ) -> None:
@@ -252,25 +249,23 @@ async def _worker(
     text = doc.get(TEXT_NAME, type=pycrdt.Text)
     changed = asyncio.Event()
     doc.observe(lambda _event: changed.set())
-    commands = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)
+    commands = await read_stdin()
     async with Peer(doc, room=ROOM, signaling=url, host_addresses=LOOPBACK) as peer:
-        _emit(ready=peer.id)
+        emit(ready=peer.id)
         await peer.wait_for_peers(others, timeout=timeout)
-        _emit(linked=sorted(peer.peers))
+        emit(linked=sorted(peer.peers))
         if (await commands.readline()).strip() != b"go":
             return
         started = time.perf_counter()
         async with asyncio.timeout(timeout):
             await _type(doc, updates, batch, changed)
-            while hashlib.sha256(str(text).encode()).hexdigest() != expected:
+            while (digest := hashlib.sha256(str(text).encode()).hexdigest()) != expected:
                 changed.clear()
                 await changed.wait()
-        _emit(
+        emit(
             done={
                 "converged_after": time.perf_counter() - started,
-                "sha256": hashlib.sha256(str(text).encode()).hexdigest(),
+                "sha256": digest,
                 "bytes_sent": peer.bytes_sent,
                 "bytes_received": peer.bytes_received,
             }
@@ -295,8 +290,8 @@ async def _type(
         if typed % batch == 0:
             await asyncio.sleep(0)  # one event-loop tick: the mesh sends a batch
         if typed % PROGRESS_EVERY == 0:
-            _emit(typed=typed)
-    _emit(typed=len(updates))
+            emit(typed=typed)
+    emit(typed=len(updates))
 
 
 def _worker_main(argv: Sequence[str]) -> int:

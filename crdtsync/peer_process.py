@@ -24,20 +24,30 @@ import pycrdt
 from crdtsync.errors import SyncTimeoutError
 from crdtsync.peer import Peer
 
-__all__ = ["run_peer"]
+__all__ = ["emit", "read_stdin", "run_peer"]
 
 TEXT = "text"
 MAX_COMMAND_SIZE = 16 << 20  # one input line: room for a large paste
 
 
-def _emit(**fields: Any) -> None:
+def emit(**fields: Any) -> None:
+    """Write one JSON line to stdout (the parent reads events line by line)."""
     print(json.dumps(fields), flush=True)
+
+
+async def read_stdin(limit: int = MAX_COMMAND_SIZE) -> asyncio.StreamReader:
+    """This process's stdin as a stream of command lines, read without blocking the loop."""
+    reader = asyncio.StreamReader(limit=limit)
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    return reader
 
 
 async def _report_peers(peer: Peer) -> None:
     while True:
         reported = peer.peers
-        _emit(peers=sorted(reported))
+        emit(peers=sorted(reported))
         with contextlib.suppress(SyncTimeoutError):
             await peer.wait_for(_changed(peer, reported), timeout=3600, what="a change")
 
@@ -51,15 +61,12 @@ async def run_peer(
 ) -> int:
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get(TEXT, type=pycrdt.Text)
-    commands = asyncio.StreamReader(limit=MAX_COMMAND_SIZE)
-    await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(commands), sys.stdin
-    )
+    commands = await read_stdin()
     flushes = 0
     async with Peer(
         doc, room=room, signaling=signaling, host_addresses=host_addresses, store=store
     ) as peer:
-        _emit(ready=peer.id)
+        emit(ready=peer.id)
         watcher = asyncio.create_task(_report_peers(peer))
         try:
             while line := await commands.readline():  # empty: stdin closed
@@ -68,16 +75,16 @@ async def run_peer(
                     if not isinstance(command, dict):
                         raise TypeError("a command is a JSON object")
                 except (ValueError, TypeError) as exc:
-                    _emit(error=f"bad command: {exc}")
+                    emit(error=f"bad command: {exc}")
                     continue
                 if "append" in command:
                     text.insert(len(text), str(command["append"]))
                 if command.get("flush"):
                     await peer.flush()
                     flushes += 1
-                    _emit(flushed=flushes)
+                    emit(flushed=flushes)
                 if command.get("report"):
-                    _emit(
+                    emit(
                         report={
                             "id": peer.id,
                             "text": str(text),

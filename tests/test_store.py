@@ -32,11 +32,23 @@ def edits(count: int) -> list[bytes]:
     return updates
 
 
-def text_of(updates: list[bytes]) -> str:
+def doc_of(updates: list[bytes]) -> pycrdt.Doc[Any]:
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     for update in updates:
         doc.apply_update(update)
-    return str(doc.get("text", type=pycrdt.Text))
+    return doc
+
+
+def text_of(updates: list[bytes]) -> str:
+    return str(doc_of(updates).get("text", type=pycrdt.Text))
+
+
+def a_logged_store(path: Path) -> tuple[Store, list[bytes]]:
+    """A store at ``path`` whose log holds six edits, and those edits."""
+    updates = edits(6)
+    store = Store(path)
+    store.append("default", updates)
+    return store, updates
 
 
 def test_updates_survive_reopening_and_stay_per_document(tmp_path: Path) -> None:
@@ -69,9 +81,7 @@ def test_compaction_squashes_the_log_into_one_state(tmp_path: Path) -> None:
 @pytest.mark.parametrize("step", STEPS)
 def test_a_failure_inside_compaction_loses_nothing(tmp_path: Path, step: str) -> None:
     path = tmp_path / "peer.db"
-    updates = edits(6)
-    store = Store(path)
-    store.append("default", updates)
+    store, updates = a_logged_store(path)
 
     def fail(name: str) -> None:
         if name == step:
@@ -79,7 +89,7 @@ def test_a_failure_inside_compaction_loses_nothing(tmp_path: Path, step: str) ->
 
     store.compaction_step = fail
     with pytest.raises(RuntimeError, match="injected"):
-        store.compact("default", text_state(updates))
+        store.compact("default", doc_of(updates).get_update())
     store.close()
     assert text_of(Store(path).load("default")) == text_of(updates)
 
@@ -88,9 +98,7 @@ def test_a_failure_inside_compaction_loses_nothing(tmp_path: Path, step: str) ->
 def test_a_kill_inside_compaction_loses_nothing(tmp_path: Path, step: str) -> None:
     """The process dies (os._exit, nothing cleaned up) between two steps of a compaction."""
     path = tmp_path / "peer.db"
-    updates = edits(6)
-    store = Store(path)
-    store.append("default", updates)
+    store, updates = a_logged_store(path)
     store.close()
     script = textwrap.dedent(
         f"""
@@ -109,13 +117,6 @@ def test_a_kill_inside_compaction_loses_nothing(tmp_path: Path, step: str) -> No
     reopened = Store(path)
     assert text_of(reopened.load("default")) == text_of(updates)
     reopened.close()
-
-
-def text_state(updates: list[bytes]) -> bytes:
-    doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    for update in updates:
-        doc.apply_update(update)
-    return doc.get_update()
 
 
 def test_a_corrupt_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -51,14 +51,12 @@ class ConvergenceResult:
     lower_bound: list[float]
 
     def to_json(self) -> dict[str, Any]:
-        medians = {
-            name: statistics.median(times)
-            for name, times in (
-                ("crdtsync", self.crdtsync),
-                ("relay", self.relay),
-                ("lower_bound", self.lower_bound),
-            )
+        contenders = {
+            "crdtsync": self.crdtsync,
+            "relay": self.relay,
+            "lower_bound": self.lower_bound,
         }
+        medians = {name: statistics.median(times) for name, times in contenders.items()}
         return {
             "benchmark": "convergence",
             "peers": self.peers,
@@ -68,15 +66,16 @@ class ConvergenceResult:
             "ratio_to_lower_bound": medians["crdtsync"] / medians["lower_bound"],
             "seconds": {
                 name: {"median": medians[name], "min": min(times), "max": max(times)}
-                for name, times in (
-                    ("crdtsync", self.crdtsync),
-                    ("relay", self.relay),
-                    ("lower_bound", self.lower_bound),
-                )
+                for name, times in contenders.items()
             },
             "machine": f"{platform.machine()} {platform.system()}, "
             f"Python {platform.python_version()}, {os.cpu_count()} cores",
         }
+
+
+def _mark(peer: int) -> str:
+    """The character peer number ``peer`` types (a, b, c, ...)."""
+    return chr(ord("a") + peer % 26)
 
 
 async def _type(text: pycrdt.Text, edits: int, mark: str) -> None:
@@ -88,7 +87,7 @@ async def _type(text: pycrdt.Text, edits: int, mark: str) -> None:
 async def _time_typing(docs: Sequence[pycrdt.Doc[Any]], edits: int) -> float:
     texts = [doc.get("text", type=pycrdt.Text) for doc in docs]
     started = time.perf_counter()
-    await asyncio.gather(*(_type(text, edits, chr(97 + i % 26)) for i, text in enumerate(texts)))
+    await asyncio.gather(*(_type(text, edits, _mark(i)) for i, text in enumerate(texts)))
     await wait_converged(docs, timeout=TIMEOUT)
     return time.perf_counter() - started
 
@@ -163,7 +162,7 @@ def lower_bound_once(peers: int, edits: int) -> float:
         doc.observe(lambda event: updates.append(event.update))
         text = doc.get("text", type=pycrdt.Text)
         for _ in range(edits):
-            text.insert(len(text), chr(97 + index % 26))
+            text.insert(len(text), _mark(index))
     target: pycrdt.Doc[Any] = pycrdt.Doc()
     started = time.perf_counter()
     for update in updates:
