@@ -21,7 +21,14 @@ from typing import Any
 
 import pycrdt
 
-from crdtsync.protocol.ymessages import read_var_uint
+from crdtsync.protocol.ymessages import read_state_vector, read_var_uint
+from crdtsync.protocol.yupdate import (
+    MAX_CLOCK,
+    delete_set_covers,
+    reach,
+    read_delete_set,
+    write_state_vector,
+)
 from crdtsync.store import Store
 
 __all__ = ["MAX_WAITING", "OutgoingUpdate", "Replica", "merge_many", "unintegrated"]
@@ -85,8 +92,7 @@ class Replica:
         self.store = store
         if store is not None:
             self._load(store)
-        self._applying_for: object | None = None
-        self._applying = b""
+        self._captured: list[bytes] | None = None  # transactions of apply_remote, if in one
         self._outbox: dict[int, tuple[object | None, list[bytes]]] = {}
         self._waiting: bytes | None = None  # remote content whose dependencies are missing
         self._subscription: pycrdt.Subscription | None = doc.observe(self._on_transaction)
@@ -120,13 +126,24 @@ class Replica:
 
     def apply_remote(self, update: bytes, origin: object) -> None:
         """Apply an update from link ``origin``; ValueError if pycrdt rejects it."""
-        self._applying_for = origin
-        self._applying = update
+        before = self.doc.get_state()
+        captured: list[bytes] = []
+        self._captured = captured
         try:
             self.doc.apply_update(update)
+        except BaseException:
+            for made in captured:  # whatever got in must still go out
+                self._queue(None, made)
+            raise
         finally:
-            self._applying_for = None
-            self._applying = b""
+            self._captured = None
+        if captured:
+            integrated = merge_many(captured)
+            own = self._only_from(update, integrated, before)
+            # Content held back for missing dependencies (from other links, or applied
+            # locally) may have come free with this update. Its source is unknown, so it
+            # goes to every link, the one this update arrived on included.
+            self._queue(origin if own else None, integrated)
         parts = [update]
         if self._waiting is not None:
             # Held content may have waited for what this update brought. Its origin is
@@ -163,19 +180,35 @@ class Replica:
                 self.store.compact(self.doc_id, self.doc.get_update())
         return outgoing
 
+    def _only_from(self, update: bytes, integrated: bytes, before: bytes) -> bool:
+        """Whether all the doc ``integrated`` while applying ``update`` was ``update``'s own
+        content (``before`` is the doc's state vector from just before)."""
+        after = self.doc.get_state()
+        start, end = read_state_vector(before), read_state_vector(after)
+        grown = {client: clock for client, clock in end.items() if clock > start.get(client, 0)}
+        reached = reach(update, start)
+        if any(clock > reached.get(client, 0) for client, clock in grown.items()):
+            return False  # structs beyond what the update's own clocks reach
+        made = read_delete_set(pycrdt.get_update(integrated, after))
+        if not made:
+            return True
+        everyone = write_state_vector(dict.fromkeys(end.keys() | reached.keys(), MAX_CLOCK))
+        given = read_delete_set(pycrdt.get_update(update, everyone))
+        return given is not None and delete_set_covers(given, made)
+
     def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
         # A duplicate update changes nothing and fires no event, so relays stop by themselves.
-        origin = self._applying_for
-        if origin is not None and event.update != self._applying:
-            # The doc integrated more than it was given: content held back for missing
-            # dependencies (from other links, or applied locally) came free. Its source is
-            # unknown, so it goes to every link, the one it arrived on included.
-            origin = None
+        if self._captured is not None:
+            self._captured.append(event.update)  # apply_remote tells its origin
+        else:
+            self._queue(None, event.update)
+
+    def _queue(self, origin: object | None, update: bytes) -> None:
         first = not self._outbox
         entry = self._outbox.get(id(origin))
         if entry is None:
-            self._outbox[id(origin)] = (origin, [event.update])
+            self._outbox[id(origin)] = (origin, [update])
         else:
-            entry[1].append(event.update)
+            entry[1].append(update)
         if first and self.on_outgoing is not None:
             self.on_outgoing()

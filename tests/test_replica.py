@@ -86,6 +86,65 @@ def test_content_released_from_pending_goes_to_every_link() -> None:
     assert str(replica.doc.get("text", type=pycrdt.Text)) == "first second"
 
 
+def _typed(text: str, client_id: int = 1) -> list[bytes]:
+    """One update per character typed by ``client_id``."""
+    author = pycrdt.Doc(client_id=client_id)
+    updates: list[bytes] = []
+    author.observe(lambda event: updates.append(event.update))
+    typed = author.get("text", type=pycrdt.Text)
+    for char in text:
+        typed += char
+    return updates
+
+
+def test_a_merged_remote_update_is_credited_to_its_link() -> None:
+    """pycrdt re-encodes what it integrates (joining neighbouring items), so the replica
+    must not mistake a merged update for content that came free with it, and echo it."""
+    merged = pycrdt.merge_updates(*_typed("twenty characters..."))
+    replica = Replica(pycrdt.Doc())
+    replica.apply_remote(merged, origin="link-1")
+    (outgoing,) = replica.take_outgoing()
+    assert outgoing.origin == "link-1"
+    assert len(outgoing.update) < len(merged)  # the doc's encoding joins the items
+
+
+def test_content_applied_locally_before_its_dependency_goes_to_every_link() -> None:
+    first, second = _typed("ab")
+    replica = Replica(pycrdt.Doc())
+    replica.doc.apply_update(second)  # an app applying an update out of order: held back
+    assert replica.take_outgoing() == []
+    replica.apply_remote(first, origin="link")
+    (outgoing,) = replica.take_outgoing()
+    assert outgoing.origin is None  # "b" came free: the link has never seen it
+    assert str(replica.doc.get("text", type=pycrdt.Text)) == "ab"
+
+
+def test_a_deletion_released_with_a_remote_update_goes_to_every_link() -> None:
+    author = pycrdt.Doc(client_id=1)
+    text = author.get("text", type=pycrdt.Text)
+    text += "abc"
+    inserted = author.get_update()
+    state = author.get_state()
+    del text[1]
+    deleted = author.get_update(state)  # only a delete set
+    replica = Replica(pycrdt.Doc())
+    replica.doc.apply_update(deleted)  # its item is not there yet: pycrdt holds it
+    replica.take_outgoing()
+    replica.apply_remote(inserted, origin="link")
+    assert str(replica.doc.get("text", type=pycrdt.Text)) == "ac"
+    assert [item.origin for item in replica.take_outgoing()] == [None]
+
+
+def test_a_remote_update_with_deletions_of_its_own_is_credited_to_its_link() -> None:
+    author = pycrdt.Doc(client_id=1)
+    text = author.get("text", type=pycrdt.Text)
+    text += "abc"
+    del text[1]
+    replica = Replica(pycrdt.Doc())
+    replica.apply_remote(author.get_update(), origin="link")
+    assert [item.origin for item in replica.take_outgoing()] == ["link"]
+
+
 def _apply_all(doc: pycrdt.Doc[Any], updates: list[bytes]) -> pycrdt.Doc[Any]:
     for update in updates:
         doc.apply_update(update)

@@ -14,7 +14,8 @@ from typing import Any
 import pycrdt
 
 from crdtsync.errors import SyncTimeoutError
-from crdtsync.protocol.ymessages import read_state_vector, read_var_uint
+from crdtsync.protocol.ymessages import read_state_vector
+from crdtsync.protocol.yupdate import read_delete_set
 
 __all__ = ["DocVersion", "converged", "doc_version", "wait_converged"]
 
@@ -24,36 +25,11 @@ DocVersion = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, tuple[tuple[int
 def doc_version(doc: pycrdt.Doc[Any]) -> DocVersion:
     """The canonical (state vector, delete set) of ``doc``: equal versions, equal documents."""
     state = doc.get_state()
-    clocks = read_state_vector(state)
     # An update against our own state vector holds no structs, only the whole delete set.
-    update = doc.get_update(state)
-    structs, offset = read_var_uint(update, 0)
-    if structs != 0:
+    deletions = read_delete_set(doc.get_update(state))
+    if deletions is None:
         raise ValueError("an update against the document's own state still holds structs")
-    count, offset = read_var_uint(update, offset)
-    deletions = []
-    for _ in range(count):
-        client, offset = read_var_uint(update, offset)
-        ranges, offset = read_var_uint(update, offset)
-        spans = []
-        for _ in range(ranges):
-            clock, offset = read_var_uint(update, offset)
-            length, offset = read_var_uint(update, offset)
-            spans.append((clock, length))
-        deletions.append((client, _merged(spans)))
-    return tuple(sorted(clocks.items())), tuple(sorted(deletions))
-
-
-def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Delete ranges sorted with touching ranges joined, so equal sets encode alike."""
-    result: list[tuple[int, int]] = []
-    for clock, length in sorted(spans):
-        if result and clock <= result[-1][0] + result[-1][1]:
-            start, previous = result[-1]
-            result[-1] = (start, max(previous, clock + length - start))
-        else:
-            result.append((clock, length))
-    return tuple(result)
+    return tuple(sorted(read_state_vector(state).items())), tuple(sorted(deletions.items()))
 
 
 def converged(docs: Sequence[pycrdt.Doc[Any]]) -> bool:
