@@ -54,6 +54,11 @@ DEFAULT_MAX_CONNS = 20
 # y-protocols' awareness outdated timeout (awareness.js), so browser peers agree.
 DEFAULT_PRESENCE_TIMEOUT = 30.0
 DEFAULT_BATCH_WINDOW = 0.010  # seconds; see MeshSettings.batch_window
+BATCH_WINDOW_GROWTH = 8  # a steady stream widens the window up to this many times
+ANNOUNCE_DELAY = 0.010  # seconds new links wait to be announced (see _announce_links_soon)
+# Links held back while another link's first sync is in flight sync anyway after this long,
+# so a slow or silent peer delays them at most that much.
+FIRST_SYNC_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +73,11 @@ class MeshSettings:
     presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT
     # Batching window: an edit after a quiet spell leaves at the end of its event-loop tick;
     # edits that follow within this many seconds of the last send wait for the window to
-    # close and leave merged. Each data-channel message costs aiortc far more CPU than
-    # merging does, so under load this keeps convergence fast, while a lone edit is not
-    # delayed at all. 10 ms took `crdtsync bench convergence` from 0.6x to ~10x the relay.
+    # close and leave merged. While such a stream goes on, each window that had to be
+    # waited for doubles the next, up to BATCH_WINDOW_GROWTH times this; a quiet spell
+    # resets it. Each data-channel message costs aiortc ~0.4 ms of CPU (DTLS and SCTP in
+    # Python), far more than merging, so under load this keeps convergence fast, while a
+    # lone edit is not delayed at all. See the README's Performance section for figures.
     batch_window: float = DEFAULT_BATCH_WINDOW
     link: LinkSettings = field(default_factory=LinkSettings)
 
@@ -130,8 +137,13 @@ class Mesh:
         self._announced: frozenset[str] = frozenset()
         self._maintain_timer: asyncio.TimerHandle | None = None
         self._presence_timer: asyncio.TimerHandle | None = None
+        self._announce_timer: asyncio.TimerHandle | None = None
+        self._first_sync: str | None = None  # the link whose first sync is in flight
+        self._held_syncs: set[str] = set()  # links that wait for it before they sync
+        self._release_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
-        self._last_flush = float("-inf")
+        self._last_send = float("-inf")
+        self._window = self.settings.batch_window  # widens under a steady stream of edits
         self._background: set[asyncio.Task[None]] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
@@ -209,7 +221,8 @@ class Mesh:
             self._release_held(conn)
             conn.protocol.close(CloseCode.GOING_AWAY, "peer is leaving")
             self._pump(conn)
-        for handle in (self._maintain_timer, self._presence_timer):
+        timers = (self._maintain_timer, self._presence_timer, self._announce_timer)
+        for handle in (*timers, self._release_timer):
             if handle is not None:
                 handle.cancel()
         self.replica.on_outgoing = None
@@ -280,13 +293,48 @@ class Mesh:
         if existing is not None:
             existing.protocol.close(CloseCode.DUPLICATE, "replaced by a newer link")
             self._pump(existing)
-        protocol.start(self._now())
+        self._start(conn)
         protocol.send_awareness(self.replica.doc_id, self._presence_core().full_state())
         protocol.send_links(self.peers)
         logger.debug(
             "> %s opened a link to %s (initiator=%s)", self.local_id, remote, link.initiator
         )
         self._pump(conn)
+
+    def _start(self, conn: _Conn) -> None:
+        """Start a new link's core, holding back its step 1 while another link's first sync
+        is in flight: a newcomer then gets the document once, not once per peer, and later
+        links send only what that first sync did not bring."""
+        remote = conn.link.remote_id
+        hold = self._first_sync is not None and self._first_sync != remote
+        conn.protocol.start(self._now(), sync=not hold)
+        if not hold:
+            self._first_sync = remote
+            return
+        logger.debug(
+            "= %s holds its sync with %s until the one with %s is done",
+            self.local_id,
+            remote,
+            self._first_sync,
+        )
+        self._held_syncs.add(remote)
+        if self._release_timer is None:
+            self._release_timer = self._loop_call_at(
+                self._now() + FIRST_SYNC_GRACE, self._release_syncs
+            )
+
+    def _release_syncs(self) -> None:
+        """Let the held-back links sync now (the first sync is done, gone or too slow)."""
+        self._first_sync = None
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        held, self._held_syncs = self._held_syncs, set()
+        for remote in held:
+            conn = self._conns.get(remote)
+            if conn is not None:
+                conn.protocol.resync(self.replica.doc_id)
+                self._pump(conn)
 
     def link_failed(self, remote_id: str, reason: str) -> None:
         if self._closed:
@@ -346,9 +394,11 @@ class Mesh:
             logger.info("= %s linked with %s", self.local_id, remote)
             self._attempts.pop(remote, None)
             self._next_attempt.pop(remote, None)
-            self._announce_links()
+            self._announce_links_soon()
         elif isinstance(event, SyncCompleted):
             logger.debug("= %s synced %s with %s", self.local_id, event.doc_id, remote)
+            if remote == self._first_sync:
+                self._release_syncs()
         elif isinstance(event, AwarenessReceived):
             try:
                 self._presence_core().receive_update(event.update, conn.protocol, self._now())
@@ -370,6 +420,9 @@ class Mesh:
         self._spawn(conn.link.aclose())
         if self._closed:
             return
+        self._held_syncs.discard(remote)
+        if remote == self._first_sync and remote not in self._conns:
+            self._release_syncs()
         side = "remote" if event.by_remote else "local"
         logger.info(
             "= %s unlinked from %s (%s, %d %s)",
@@ -394,7 +447,21 @@ class Mesh:
         self._back_off(remote)
         self._maintain()
 
+    def _announce_links_soon(self) -> None:
+        """Announce new links after ANNOUNCE_DELAY: a forming mesh opens links in a burst,
+        and one LINKS per link for the whole burst beats one per opening (N*d**2 messages).
+        Until then neighbours just relay a little more to us than they need to."""
+        if self._announce_timer is None and not self._closed:
+            self._announce_timer = self._loop_call_at(
+                self._now() + ANNOUNCE_DELAY, self._announce_links
+            )
+
     def _announce_links(self) -> None:
+        """Tell every link which peers we link with now. A lost link is told at once: until
+        then, neighbours would keep from relaying us updates from that peer."""
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
+            self._announce_timer = None
         peers = self.peers
         if peers == self._announced:
             return
@@ -406,18 +473,18 @@ class Mesh:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and not self._closed and self._loop is not None:
             self._flush_scheduled = True
-            window_closes = self._last_flush + self.settings.batch_window
+            window_closes = self._last_send + self._window
             if self._now() >= window_closes:
                 self._loop.call_soon(self._flush)  # quiet until now: no waiting
             else:
-                self._loop.call_at(window_closes, self._flush)
+                self._loop.call_at(window_closes, self._flush, True)
 
-    def _flush(self) -> None:
-        """Send everything the replica and presence produced since the last flush."""
+    def _flush(self, waited: bool = False) -> None:
+        """Send everything the replica and presence produced since the last flush; ``waited``
+        when it waited for the batching window to close."""
         self._flush_scheduled = False
         if self._closed:
             return
-        self._last_flush = self._now()
         touched: dict[str, _Conn] = {}
         doc_id = self.replica.doc_id
         for outgoing in self.replica.take_outgoing():
@@ -428,6 +495,10 @@ class Mesh:
             for remote, conn in self._targets(presence.origin):
                 conn.protocol.send_awareness(doc_id, presence.update)
                 touched[remote] = conn
+        if touched:  # a stream widens the window; what follows a quiet spell narrows it
+            self._last_send = self._now()
+            growth = BATCH_WINDOW_GROWTH * self.settings.batch_window
+            self._window = min(2 * self._window, growth) if waited else self.settings.batch_window
         for conn in touched.values():
             self._pump(conn)
 

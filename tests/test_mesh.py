@@ -239,3 +239,44 @@ def test_a_burst_of_edits_leaves_merged_and_a_lone_edit_at_once() -> None:
         assert await frames_for_burst(0.010) <= 3
 
     run(scenario())
+
+
+def test_a_steady_stream_widens_the_window_and_a_pause_narrows_it_again() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=10, latency=0.01)
+        async with sim_room(network, 2, batch_window=0.010) as (alice, bob):
+            await asyncio.sleep(0.1)  # quiet (virtual time)
+            before = network.messages_delivered
+            for index in range(160):  # an edit every 5 ms for 0.8 s: a steady stream
+                type_in(alice, f"<{index}>")
+                await asyncio.sleep(0.005)
+            await wait_converged([alice.doc, bob.doc], timeout=5)
+            # Messages both ways: a window fixed at 10 ms takes ~160 here, a widening one ~25.
+            assert network.messages_delivered - before <= 40
+            await asyncio.sleep(0.2)  # a pause
+            type_in(alice, "lone")
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
+            await wait_converged([alice.doc, bob.doc], timeout=5)
+            assert loop.time() - sent_at < 0.01 + 0.001  # one network latency: no window
+
+    run(scenario())
+
+
+def test_a_newcomer_gets_the_document_once_not_once_per_peer() -> None:
+    async def scenario() -> None:
+        network = SimNetwork(seed=11, latency=0.01)
+        holder = pycrdt.Doc()
+        holder.get("text", type=pycrdt.Text).insert(0, "history " * 5000)
+        size = len(holder.get_update())
+        docs = [holder, *(pycrdt.Doc() for _ in range(3))]
+        async with sim_room(network, docs=docs) as peers:
+            newcomer = Peer(pycrdt.Doc(), room="room", network=network)
+            async with newcomer:
+                await newcomer.wait_for_peers(4, timeout=5)
+                await newcomer.wait_synced(timeout=5)
+                assert converged([newcomer.doc, *(peer.doc for peer in peers)])
+                # Its first sync brings the document; the other links only what it lacked.
+                assert size < newcomer.bytes_received < 1.5 * size
+
+    run(scenario())

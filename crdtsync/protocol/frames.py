@@ -8,6 +8,7 @@ AWARENESS frames untouched, checked by ``ymessages.py``. Bad peer bytes raise on
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeAlias
@@ -356,7 +357,8 @@ def _unique_strs(value: object, what: str) -> frozenset[str]:
     items = _list(value, what)
     for item in items:
         _str(item, f"each of {what}", ProtocolError)
-    unique = frozenset(items)
+    # Interned: every link's neighbour list names the same few peers, and keeps them.
+    unique = frozenset(sys.intern(item) for item in items)
     if len(unique) != len(items):
         raise ProtocolError(f"{what} lists {len(items) - len(unique)} ids more than once")
     return unique

@@ -134,8 +134,12 @@ class LinkProtocol:
 
     # -- local intent -------------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        """Say HELLO and send step 1 for every document; then drain ``data_to_send()``."""
+    def start(self, now: float, *, sync: bool = True) -> None:
+        """Say HELLO and send step 1 for every document; then drain ``data_to_send()``.
+
+        With ``sync=False`` step 1 waits for :meth:`resync`; the link still answers the
+        remote's step 1 and takes its updates meanwhile.
+        """
         if self._started:
             raise LocalProtocolError("link already started")
         self._started = True
@@ -145,9 +149,8 @@ class LinkProtocol:
         self._send(Hello(peer_id=self.local_id, capabilities=self._capabilities))
         # Step 1 goes out right behind HELLO: the link is ordered, so the remote reads HELLO
         # first, and the sync saves a round trip.
-        for doc_id, session in self._sessions.items():
-            for message in session.start():
-                self._send(Sync(doc_id, message))
+        for doc_id in self._sessions if sync else ():
+            self.resync(doc_id)
 
     def send_update(self, doc_id: str, update: bytes) -> None:
         """Queue a document update (local or relayed); then drain ``data_to_send()``."""
@@ -168,7 +171,10 @@ class LinkProtocol:
             self._send(Links(peer_ids))
 
     def resync(self, doc_id: str) -> None:
-        """Send step 1 again, so the remote sends what we lack (after the mesh lost a link)."""
+        """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``.
+
+        The mesh calls it when it lets a held-back link sync, and after it lost a link.
+        """
         if self.state is LinkState.CLOSED:
             return
         for message in self._session(doc_id).start():

@@ -2,8 +2,10 @@
 
 On start each side sends step 1 (its state vector); a step 1 is answered with step 2 (only
 what the asker lacks); updates then stream both ways. The session is synced once step 2
-arrived. The document itself sits behind :class:`DocumentAccess`, so this stays bytes in,
-bytes out; the link core (``link.py``) frames what it produces.
+arrived. A session not started yet still answers step 1 and takes updates: the mesh holds
+back its own step 1 on links that open while another link's first sync is in flight. The
+document sits behind :class:`DocumentAccess`, so this stays bytes in, bytes out; the link
+core (``link.py``) frames what it produces.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class SyncInput(Enum):
 
 _TRANSITIONS: dict[tuple[SyncState, SyncInput], SyncState] = {
     (SyncState.NEW, SyncInput.START): SyncState.AWAITING_STEP2,
+    (SyncState.NEW, SyncInput.STEP1): SyncState.NEW,
+    (SyncState.NEW, SyncInput.UPDATE): SyncState.NEW,
     (SyncState.AWAITING_STEP2, SyncInput.START): SyncState.AWAITING_STEP2,
     (SyncState.AWAITING_STEP2, SyncInput.STEP1): SyncState.AWAITING_STEP2,
     (SyncState.AWAITING_STEP2, SyncInput.STEP2): SyncState.SYNCED,
@@ -102,8 +106,6 @@ class SyncSession:
 
     def send_update(self, update: bytes) -> list[bytes]:
         """Wrap a local (or relayed) update for the wire."""
-        if self.state is SyncState.NEW:
-            raise LocalProtocolError("sync session must start before it sends updates")
         return [sync_update(update)]
 
     def receive_message(self, message: bytes) -> tuple[list[bytes], bool]:

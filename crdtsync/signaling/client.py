@@ -231,7 +231,10 @@ class SignalingClient:
             elif isinstance(message, Error):
                 if message.code == "token":
                     raise SignalingError(f"join refused: {message.message}")
-                logger.warning(
+                # A peer that left while our signal was on its way is churn, not a fault.
+                level = logging.INFO if message.code == "no-such-peer" else logging.WARNING
+                logger.log(
+                    level,
                     "! %s: signaling server says %s: %s",
                     self.peer_id,
                     message.code,

@@ -38,6 +38,8 @@ __all__ = ["IceServer", "WebRTCConnector", "WebRTCLink"]
 logger = logging.getLogger(__name__)
 
 CHANNEL_LABEL = "crdtsync"
+# How long a closing link waits for what it sent last (its BYE, final updates) to leave.
+CLOSE_DRAIN_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,22 @@ class WebRTCLink(Link):
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True
+            await self._drained()
             await self.connection.close()
+
+    async def _drained(self) -> None:
+        """Wait (briefly) until aiortc has handed everything queued to SCTP. Closing first
+        would drop it, and fail aiortc's own queued send tasks with ConnectionError."""
+        if self.channel.readyState != "open" or self.channel.bufferedAmount == 0:
+            return
+        drained = asyncio.Event()
+        self.channel.bufferedAmountLowThreshold = 0  # closing: backpressure is over
+        self.channel.on("bufferedamountlow", drained.set)
+        try:
+            async with asyncio.timeout(CLOSE_DRAIN_TIMEOUT):
+                await drained.wait()
+        except TimeoutError:
+            logger.debug("= %s closes with %d bytes unsent", self, self.channel.bufferedAmount)
 
 
 class WebRTCConnector(Connector):

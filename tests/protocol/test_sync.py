@@ -8,7 +8,7 @@ from typing import Any
 import pycrdt
 import pytest
 
-from crdtsync.errors import LocalProtocolError, ProtocolError
+from crdtsync.errors import ProtocolError
 from crdtsync.protocol.sync import SyncInput, SyncSession, SyncState
 from crdtsync.protocol.ymessages import (
     SyncType,
@@ -134,7 +134,7 @@ def session_in(state: SyncState) -> SyncSession:
 @pytest.mark.parametrize(("state", "event"), list(itertools.product(SyncState, SyncInput)))
 def test_every_state_and_input_pair(state: SyncState, event: SyncInput) -> None:
     session = session_in(state)
-    legal = not (state is SyncState.NEW and event is not SyncInput.START)
+    legal = not (state is SyncState.NEW and event is SyncInput.STEP2)  # step 2 needs a step 1
     if event is SyncInput.START:
         session.start()
         assert session.state is (
@@ -150,7 +150,19 @@ def test_every_state_and_input_pair(state: SyncState, event: SyncInput) -> None:
         assert session.state is state
 
 
-def test_sending_before_start_is_caller_misuse() -> None:
-    session = SyncSession(Replica(pycrdt.Doc()), origin="x")
-    with pytest.raises(LocalProtocolError):
-        session.send_update(b"\x00\x00")
+def test_a_session_not_started_answers_step1_and_takes_updates() -> None:
+    """The mesh may hold back a link's step 1 (another link's first sync is in flight):
+    meanwhile the link still serves the remote and takes its updates."""
+    author = pycrdt.Doc()
+    author.get("text", type=pycrdt.Text).insert(0, "held")
+    replica = Replica(pycrdt.Doc())
+    session = SyncSession(replica, origin="x")
+    session.send_update(author.get_update())  # relaying needs no step 1 of ours
+    (reply,), done = session.receive_message(sync_step1(pycrdt.Doc().get_state()))
+    assert parse_sync_message(reply)[0] is SyncType.STEP2
+    assert not done
+    assert session.receive_message(sync_update(author.get_update())) == ([], False)
+    assert str(replica.doc.get("text", type=pycrdt.Text)) == "held"
+    assert session.state is SyncState.NEW
+    session.start()
+    assert session.receive_message(sync_step2(b"\x00\x00")) == ([], True)
