@@ -295,7 +295,8 @@ class Mesh:
             self._pump(existing)
         self._start(conn)
         protocol.send_awareness(self.replica.doc_id, self._presence_core().full_state())
-        protocol.send_links(self.peers)
+        if self.peers:  # the remote takes us for linked with nobody until told otherwise
+            protocol.send_links(self.peers)
         logger.debug(
             "> %s opened a link to %s (initiator=%s)", self.local_id, remote, link.initiator
         )
@@ -333,7 +334,7 @@ class Mesh:
         for remote in held:
             conn = self._conns.get(remote)
             if conn is not None:
-                conn.protocol.resync(self.replica.doc_id)
+                conn.protocol.start_sync(self.replica.doc_id)
                 self._pump(conn)
 
     def link_failed(self, remote_id: str, reason: str) -> None:
@@ -602,6 +603,8 @@ class Mesh:
         deadline = conn.protocol.get_timer()
         if deadline == conn.deadline or self._conns.get(conn.link.remote_id) is not conn:
             return
+        if deadline is not None and conn.deadline is not None and conn.deadline < deadline:
+            return  # it fires early, finds nothing due and re-arms: cheaper than per message
         if conn.timer is not None:
             conn.timer.cancel()
         conn.deadline = deadline

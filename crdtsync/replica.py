@@ -137,14 +137,16 @@ class Replica:
             raise
         finally:
             self._captured = None
+        # The usual case: the doc took in exactly this update, all of it, and nothing else.
+        whole = captured == [update]
         if captured:
             integrated = merge_many(captured)
-            own = self._only_from(update, integrated, before)
+            own = whole or self._only_from(update, integrated, before)
             # Content held back for missing dependencies (from other links, or applied
             # locally) may have come free with this update. Its source is unknown, so it
             # goes to every link, the one this update arrived on included.
             self._queue(origin if own else None, integrated)
-        parts = [update]
+        parts = [] if whole else [update]
         if self._waiting is not None:
             # Held content may have waited for what this update brought. Its origin is
             # unknown by now, so whatever integrates goes to every link.

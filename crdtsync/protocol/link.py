@@ -40,7 +40,7 @@ from crdtsync.protocol.frames import (
     encode_frame,
     split_frame,
 )
-from crdtsync.protocol.sync import DocumentAccess, SyncSession
+from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState
 from crdtsync.protocol.ymessages import awareness_message, parse_awareness_message
 
 __all__ = ["LinkProtocol", "LinkSettings", "LinkState"]
@@ -52,12 +52,13 @@ logger = logging.getLogger(__name__)
 class LinkSettings:
     """Limits and timers of one link; every default says where it comes from."""
 
-    # Largest frame once reassembled: a 100k-character document's state is ~2.4 MB.
+    # Largest frame once reassembled: far above a long document's whole state (the 105k
+    # characters and 260k edits of the automerge-paper trace take 223 kB).
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Largest transport message: aiortc advertises 65,536-byte SCTP messages.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    # aiortc alone notices a vanished peer only after ~34 s (ICE consent); we ping every
-    # second and give up after 5 s of silence, so a dead peer is dropped in seconds.
+    # aiortc alone notices a vanished peer only after ~34 s (ICE consent); we ping after a
+    # second without traffic and give up after 5 s of silence: a dead peer goes in seconds.
     heartbeat_interval: float = 1.0
     dead_after: float = 5.0
     # A peer that connects but never says HELLO holds a slot: drop it like a dead one.
@@ -137,8 +138,8 @@ class LinkProtocol:
     def start(self, now: float, *, sync: bool = True) -> None:
         """Say HELLO and send step 1 for every document; then drain ``data_to_send()``.
 
-        With ``sync=False`` step 1 waits for :meth:`resync`; the link still answers the
-        remote's step 1 and takes its updates meanwhile.
+        With ``sync=False`` step 1 waits for :meth:`start_sync` (or for the remote's step 1
+        to show it has nothing we lack); the link answers and takes updates meanwhile.
         """
         if self._started:
             raise LocalProtocolError("link already started")
@@ -173,12 +174,18 @@ class LinkProtocol:
     def resync(self, doc_id: str) -> None:
         """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``.
 
-        The mesh calls it when it lets a held-back link sync, and after it lost a link.
+        The mesh calls it after it lost a link: what was in flight on it may be gone.
         """
         if self.state is LinkState.CLOSED:
             return
         for message in self._session(doc_id).start():
             self._send(Sync(doc_id, message))
+
+    def start_sync(self, doc_id: str) -> None:
+        """Send step 1 unless it went out already (a link started with ``sync=False``); then
+        drain ``data_to_send()``."""
+        if self._session(doc_id).state is SyncState.NEW:
+            self.resync(doc_id)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Say BYE and close; then drain ``data_to_send()`` and ``events_received()``."""
@@ -194,6 +201,9 @@ class LinkProtocol:
         if self.state is LinkState.CLOSED:
             return
         self._last_received = now
+        # Whatever arrives shows the peer alive: ping only a link quiet for an interval. Of
+        # two idle ends, the first to ping keeps the other from pinging.
+        self._next_ping = max(self._next_ping, now + self.settings.heartbeat_interval)
         try:
             self._count_message(now)
             frame = decode_frame(data, max_frame_size=self.settings.max_frame_size)

@@ -3,7 +3,8 @@
 On start each side sends step 1 (its state vector); a step 1 is answered with step 2 (only
 what the asker lacks); updates then stream both ways. The session is synced once step 2
 arrived. A session not started yet still answers step 1 and takes updates: the mesh holds
-back its own step 1 on links that open while another link's first sync is in flight. The
+back its own step 1 on links that open while another link's first sync is in flight (it
+starts by itself once the remote's step 1 shows the remote has no content we lack). The
 document sits behind :class:`DocumentAccess`, so this stays bytes in, bytes out; the link
 core (``link.py``) frames what it produces.
 """
@@ -104,6 +105,11 @@ class SyncSession:
             raise LocalProtocolError(f"sync session cannot start in state {self.state.value!r}")
         return [sync_step1(self._document.state_vector())]
 
+    def _holds_all(self, clocks: dict[int, int]) -> bool:
+        """Whether our document has every struct of a document at ``clocks``."""
+        ours = read_state_vector(self._document.state_vector())
+        return all(clock <= ours.get(client, 0) for client, clock in clocks.items())
+
     def send_update(self, update: bytes) -> list[bytes]:
         """Wrap a local (or relayed) update for the wire."""
         return [sync_update(update)]
@@ -121,11 +127,14 @@ class SyncSession:
             raise ProtocolError(f"sync: {event.value} is not allowed in state {self.state.value!r}")
         if event is SyncInput.STEP1:
             try:
-                read_state_vector(payload)  # ours is strict and bounded; pycrdt's may not be
+                theirs = read_state_vector(payload)  # strict and bounded, unlike pycrdt's
                 missing = self._document.missing_since(payload)
             except (ProtocolError, ValueError) as exc:
                 raise ProtocolError(f"sync: step 1 holds a malformed state vector: {exc}") from exc
-            return [sync_step2(missing)], False
+            replies = [sync_step2(missing)]
+            if self.state is SyncState.NEW and self._holds_all(theirs):
+                replies += self.start()  # the remote has no content we lack: no use waiting
+            return replies, False
         if payload != _EMPTY_UPDATE:
             try:
                 check_update_header(payload)

@@ -143,6 +143,8 @@ def test_every_state_and_input_pair(state: SyncState, event: SyncInput) -> None:
     elif legal:
         session.receive_message(REMOTE_INPUTS[event])
         expected = SyncState.SYNCED if event is SyncInput.STEP2 else state
+        if (state, event) == (SyncState.NEW, SyncInput.STEP1):
+            expected = SyncState.AWAITING_STEP2  # an empty remote: no use holding back
         assert session.state is expected
     else:
         with pytest.raises(ProtocolError, match=f"{event.value} is not allowed in state 'new'"):
@@ -158,7 +160,7 @@ def test_a_session_not_started_answers_step1_and_takes_updates() -> None:
     replica = Replica(pycrdt.Doc())
     session = SyncSession(replica, origin="x")
     session.send_update(author.get_update())  # relaying needs no step 1 of ours
-    (reply,), done = session.receive_message(sync_step1(pycrdt.Doc().get_state()))
+    (reply,), done = session.receive_message(sync_step1(author.get_state()))
     assert parse_sync_message(reply)[0] is SyncType.STEP2
     assert not done
     assert session.receive_message(sync_update(author.get_update())) == ([], False)
@@ -166,3 +168,11 @@ def test_a_session_not_started_answers_step1_and_takes_updates() -> None:
     assert session.state is SyncState.NEW
     session.start()
     assert session.receive_message(sync_step2(b"\x00\x00")) == ([], True)
+
+
+def test_a_session_held_back_starts_once_the_remote_has_nothing_it_lacks() -> None:
+    session = SyncSession(Replica(pycrdt.Doc()), origin="x")
+    replies, done = session.receive_message(sync_step1(pycrdt.Doc().get_state()))
+    assert [parse_sync_message(reply)[0] for reply in replies] == [SyncType.STEP2, SyncType.STEP1]
+    assert session.state is SyncState.AWAITING_STEP2
+    assert not done
