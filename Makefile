@@ -24,7 +24,7 @@ demo: $(BIN)/activate-crdtsync
 	$(BIN)/crdtsync demo
 
 bench: $(BIN)/activate-crdtsync
-	$(BIN)/crdtsync bench convergence --json benchmarks/results/convergence.json
+	$(BIN)/crdtsync bench --out benchmarks/results --plot
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from crdtsync.bench.suite import BENCHMARKS
 from crdtsync.demo import DemoOptions, run_demo
 from crdtsync.errors import ConfigError, CrdtSyncError
 from crdtsync.peer_process import run_peer
@@ -23,18 +24,27 @@ __all__ = ["main"]
 
 
 async def _bench(args: argparse.Namespace) -> int:
-    from crdtsync.bench.convergence import run_convergence, table
+    from crdtsync.bench.report import BenchOptions, plot
+    from crdtsync.bench.suite import BENCHMARKS, load
 
-    print(f"convergence: {args.peers} peers x {args.edits} edits, {args.runs} runs", flush=True)
-    result = await run_convergence(
-        args.peers, args.edits, args.runs, lambda line: print(f"  {line}", flush=True)
-    )
-    summary = result.to_json()
-    print(table(summary))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"written to {args.json}")
+    names = list(BENCHMARKS) if args.name is None else [args.name]
+    if args.json is not None and len(names) > 1:
+        raise ConfigError("--json names one file: give a benchmark NAME, or use --out DIR")
+    if args.plot and args.json is None and args.out is None:
+        raise ConfigError("--plot draws beside the JSON: give --json PATH or --out DIR")
+    options = BenchOptions(runs=args.runs, peers=tuple(args.peers or ()), edits=args.edits)
+    for name in names:
+        print(f"{name}: {options.runs} runs", flush=True)
+        result = await load(name)(options, lambda line: print(f"  {line}", flush=True))
+        print(result.table(), flush=True)
+        path = args.json or (args.out / f"{name}.json" if args.out is not None else None)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+            print(f"written to {path}")
+            if args.plot:
+                plot(result, path.with_suffix(".png"))
+                print(f"drawn in {path.with_suffix('.png')}")
     return 0
 
 
@@ -75,12 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crdtsync", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the mesh does")
     commands = parser.add_subparsers(dest="command", required=True)
-    bench = commands.add_parser("bench", help="measure against the alternatives (see benchmarks/)")
-    bench.add_argument("name", choices=["convergence"], help="which benchmark")
-    bench.add_argument("--peers", type=int, default=4, help="peers in the room")
-    bench.add_argument("--edits", type=int, default=1000, help="edits per peer")
+    bench = commands.add_parser(
+        "bench", help="measure against the alternatives (see the README's Performance section)"
+    )
+    bench.add_argument(
+        "name", nargs="?", choices=list(BENCHMARKS), help="which benchmark (default: all)"
+    )
+    bench.add_argument(
+        "--peers", type=int, nargs="+", help="room sizes (default: each benchmark's own)"
+    )
+    bench.add_argument("--edits", type=int, default=1000, help="edits per peer (convergence)")
     bench.add_argument("--runs", type=int, default=3, help="runs; figures are medians")
-    bench.add_argument("--json", type=Path, help="also write the result as JSON to this file")
+    bench.add_argument("--json", type=Path, help="write the one benchmark's JSON to this file")
+    bench.add_argument("--out", type=Path, help="write each benchmark's JSON to DIR/NAME.json")
+    bench.add_argument(
+        "--plot", action="store_true", help="also draw each JSON as a PNG beside it (matplotlib)"
+    )
     defaults = DemoOptions()
     demo = commands.add_parser(
         "demo", help="peer processes type a concurrent editing trace over WebRTC"

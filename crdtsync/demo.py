@@ -31,11 +31,11 @@ import pycrdt
 from crdtsync.errors import ConfigError, SyncTimeoutError
 from crdtsync.peer import Peer
 from crdtsync.peer_process import emit, read_stdin
-from crdtsync.replica import unintegrated
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.traces import (
     TEXT_NAME,
     ConcurrentTrace,
+    apply_when_ready,
     bundled_trace_path,
     concurrent_updates,
     load_trace,
@@ -278,15 +278,10 @@ async def _type(
 ) -> None:
     """Make this author's edits in order, ``batch`` per event-loop tick.
 
-    An author made each edit after seeing its parents, so an edit whose parents have not
-    arrived yet waits for them (typing it anyway would hand pycrdt content it cannot place).
+    An edit whose parents have not arrived yet waits for them (see ``apply_when_ready``).
     """
     for typed, update in enumerate(updates, 1):
-        doc.apply_update(update)
-        while (missing := unintegrated(doc, update)) is not None:
-            changed.clear()
-            await changed.wait()
-            doc.apply_update(missing)
+        await apply_when_ready(doc, update, changed)
         if typed % batch == 0:
             await asyncio.sleep(0)  # one event-loop tick: the mesh sends a batch
         if typed % PROGRESS_EVERY == 0:

@@ -90,6 +90,7 @@ async def run_peer(
                             "text": str(text),
                             "peers": sorted(peer.peers),
                             "congested": sorted(peer.congested),
+                            "bytes_sent": peer.bytes_sent,
                         }
                     )
                 if command.get("quit"):

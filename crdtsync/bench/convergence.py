@@ -7,20 +7,21 @@ Three contenders, measured in turn in each run, in one process on 127.0.0.1:
   over ``websockets`` (compression off), the usual way to sync pycrdt documents;
 - the lower bound: applying all N*M updates to one ``Doc``, with no network at all.
 
-Each peer types one character per edit, one edit per event-loop tick, as a person typing
-fast would. The clock starts when typing starts and stops when all documents are equal.
+Each peer's edits are one-character inserts made ahead of time in a document of its own
+(so all of them are concurrent with every other peer's), one Yjs update each, as a keystroke
+in an editor makes. In the timed part each peer applies its own updates to its document, one
+per event-loop tick, as a person typing fast would; the clock stops when all documents are
+equal. Making the edits ahead keeps pycrdt's cost of finding a text index, the same for
+every engine, out of a comparison between engines, and gives the lower bound the very same
+updates.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
-import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pycrdt
@@ -28,82 +29,52 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from crdtsync.errors import ConfigError
-from crdtsync.peer import Peer
+from crdtsync.bench.report import BenchOptions, BenchResult, Progress
+from crdtsync.bench.rooms import linked_peers
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.convergence import wait_converged
 
-__all__ = ["ConvergenceResult", "run_convergence", "table"]
+__all__ = ["run"]
 
-LOOPBACK = ("127.0.0.1",)
 TIMEOUT = 120.0  # for linking, and for converging
 ROOM_PATH = "/bench"  # the relay's room: every client is in the same one
+HEADLINE_PEERS = 4  # the room size whose ratios go to the top of the JSON
 
 
-@dataclass(frozen=True, slots=True)
-class ConvergenceResult:
-    """Seconds per run for each contender; the JSON the command writes."""
-
-    peers: int
-    edits: int
-    crdtsync: list[float]
-    relay: list[float]
-    lower_bound: list[float]
-
-    def to_json(self) -> dict[str, Any]:
-        contenders = {
-            "crdtsync": self.crdtsync,
-            "relay": self.relay,
-            "lower_bound": self.lower_bound,
-        }
-        medians = {name: statistics.median(times) for name, times in contenders.items()}
-        return {
-            "benchmark": "convergence",
-            "peers": self.peers,
-            "edits_per_peer": self.edits,
-            "runs": len(self.crdtsync),
-            "speedup_vs_relay": medians["relay"] / medians["crdtsync"],
-            "ratio_to_lower_bound": medians["crdtsync"] / medians["lower_bound"],
-            "seconds": {
-                name: {"median": medians[name], "min": min(times), "max": max(times)}
-                for name, times in contenders.items()
-            },
-            "machine": f"{platform.machine()} {platform.system()}, "
-            f"Python {platform.python_version()}, {os.cpu_count()} cores",
-        }
+def make_edits(peers: int, edits: int) -> list[list[bytes]]:
+    """Each peer's ``edits`` one-character appends, made in its own document, as updates."""
+    made: list[list[bytes]] = []
+    for index in range(peers):
+        doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=index + 1)
+        updates: list[bytes] = []
+        doc.observe(lambda event, updates=updates: updates.append(event.update))
+        text = doc.get("text", type=pycrdt.Text)
+        mark = chr(ord("a") + index % 26)
+        for _ in range(edits):
+            text.insert(len(text), mark)
+        made.append(updates)
+    return made
 
 
-def _mark(peer: int) -> str:
-    """The character peer number ``peer`` types (a, b, c, ...)."""
-    return chr(ord("a") + peer % 26)
-
-
-async def _type(text: pycrdt.Text, edits: int, mark: str) -> None:
-    for _ in range(edits):
-        text.insert(len(text), mark)
+async def _type(doc: pycrdt.Doc[Any], updates: list[bytes]) -> None:
+    for update in updates:
+        doc.apply_update(update)
         await asyncio.sleep(0)  # one edit per event-loop tick
 
 
-async def _time_typing(docs: Sequence[pycrdt.Doc[Any]], edits: int) -> float:
-    texts = [doc.get("text", type=pycrdt.Text) for doc in docs]
+async def _time_typing(docs: Sequence[pycrdt.Doc[Any]], edits: list[list[bytes]]) -> float:
     started = time.perf_counter()
-    await asyncio.gather(*(_type(text, edits, _mark(i)) for i, text in enumerate(texts)))
+    await asyncio.gather(*(_type(doc, updates) for doc, updates in zip(docs, edits, strict=True)))
     await wait_converged(docs, timeout=TIMEOUT)
     return time.perf_counter() - started
 
 
-async def crdtsync_once(peers: int, edits: int) -> float:
-    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(peers)]
-    async with SignalingServer() as server, AsyncExitStack() as stack:
-        linked = [
-            await stack.enter_async_context(
-                Peer(doc, room="bench", signaling=server.url, host_addresses=LOOPBACK)
-            )
-            for doc in docs
-        ]
-        for peer in linked:
-            await peer.wait_for_peers(peers - 1, timeout=TIMEOUT)
-            await peer.wait_synced(timeout=TIMEOUT)
+async def crdtsync_once(edits: list[list[bytes]]) -> float:
+    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in edits]
+    async with (
+        SignalingServer() as server,
+        linked_peers(server.url, docs, room="bench", timeout=TIMEOUT),
+    ):
         return await _time_typing(docs, edits)
 
 
@@ -131,8 +102,8 @@ async def _relay_room(docs: Sequence[pycrdt.Doc[Any]]) -> AsyncIterator[None]:
         yield
 
 
-async def relay_once(peers: int, edits: int) -> float:
-    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(peers)]
+async def relay_once(edits: list[list[bytes]]) -> float:
+    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in edits]
     async with _relay_room(docs):
         # Warm up as crdtsync's wait_synced does: the room has every client once one edit
         # has reached them all (the providers tell nothing about their first sync).
@@ -141,32 +112,12 @@ async def relay_once(peers: int, edits: int) -> float:
         return await _time_typing(docs, edits)
 
 
-def table(result: dict[str, Any]) -> str:
-    """The JSON of a result as a small text table."""
-    lines = [f"{'contender':<12} {'median s':>10} {'min s':>10} {'max s':>10}"]
-    for name, seconds in result["seconds"].items():
-        lines.append(
-            f"{name:<12} {seconds['median']:>10.4f} {seconds['min']:>10.4f} {seconds['max']:>10.4f}"
-        )
-    lines.append(
-        f"speedup vs relay: {result['speedup_vs_relay']:.2f}x; "
-        f"ratio to lower bound: {result['ratio_to_lower_bound']:.1f}x"
-    )
-    return "\n".join(lines)
-
-
-def lower_bound_once(peers: int, edits: int) -> float:
-    updates: list[bytes] = []
-    for index in range(peers):
-        doc: pycrdt.Doc[Any] = pycrdt.Doc()
-        doc.observe(lambda event: updates.append(event.update))
-        text = doc.get("text", type=pycrdt.Text)
-        for _ in range(edits):
-            text.insert(len(text), _mark(index))
+def lower_bound_once(edits: list[list[bytes]]) -> float:
     target: pycrdt.Doc[Any] = pycrdt.Doc()
     started = time.perf_counter()
-    for update in updates:
-        target.apply_update(update)
+    for updates in edits:
+        for update in updates:
+            target.apply_update(update)
     return time.perf_counter() - started
 
 
@@ -197,21 +148,34 @@ class _Channel:
         return bytes(await self._connection.recv())
 
 
-async def run_convergence(
-    peers: int, edits: int, runs: int, progress: Callable[[str], None]
-) -> ConvergenceResult:
-    """Measure the three contenders ``runs`` times, in turn, calling ``progress`` after each."""
-    if peers < 2 or edits < 1 or runs < 1:
-        raise ConfigError(
-            f"need --peers >= 2, --edits >= 1, --runs >= 1 (got {peers}, {edits}, {runs})"
+async def run(options: BenchOptions, progress: Progress) -> BenchResult:
+    """Measure the three contenders ``options.runs`` times per room size, in turn.
+
+    Room sizes default to 2, 4 and 8 peers; the top-level ``speedup_vs_relay`` (relay time /
+    crdtsync time) and ``ratio_to_lower_bound`` (crdtsync time / lower bound) are for 4 peers
+    when measured, else for the first size given.
+    """
+    sizes = options.peers_or(2, 4, 8)
+    result = BenchResult("convergence", {"peers": list(sizes), "edits_per_peer": options.edits})
+    for peers in sizes:
+        edits = make_edits(peers, options.edits)
+        for run in range(1, options.runs + 1):
+            times = {
+                "crdtsync": await crdtsync_once(edits),
+                "relay": await relay_once(edits),
+                "lower bound": lower_bound_once(edits),
+            }
+            for name, seconds in times.items():
+                result.add(f"{name} N={peers}", "s", seconds)
+            progress(
+                f"N={peers} run {run}/{options.runs}: "
+                + ", ".join(f"{name} {seconds:.4f} s" for name, seconds in times.items())
+            )
+        crdtsync, relay, bound = (
+            result.median(f"{name} N={peers}") for name in ("crdtsync", "relay", "lower bound")
         )
-    result = ConvergenceResult(peers, edits, [], [], [])
-    for run in range(1, runs + 1):
-        result.crdtsync.append(await crdtsync_once(peers, edits))
-        result.relay.append(await relay_once(peers, edits))
-        result.lower_bound.append(lower_bound_once(peers, edits))
-        progress(
-            f"run {run}/{runs}: crdtsync {result.crdtsync[-1]:.3f} s, "
-            f"relay {result.relay[-1]:.3f} s, lower bound {result.lower_bound[-1]:.4f} s"
-        )
+        result.headline[f"speedup_vs_relay_n{peers}"] = relay / crdtsync
+        result.headline[f"ratio_to_lower_bound_n{peers}"] = crdtsync / bound
+    headline = HEADLINE_PEERS if HEADLINE_PEERS in sizes else sizes[0]
+    result.lead_with(headline, "speedup_vs_relay", "ratio_to_lower_bound")
     return result

@@ -7,6 +7,7 @@ exactly the state the author saw, so peers can emit them while the engine carrie
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.errors import ConfigError
+from crdtsync.replica import unintegrated
 
 __all__ = [
     "TEXT_NAME",
@@ -29,6 +31,7 @@ __all__ = [
     "Patch",
     "SequentialTrace",
     "apply_patches",
+    "apply_when_ready",
     "bundled_trace_path",
     "client_id_for_agent",
     "concurrent_updates",
@@ -241,3 +244,17 @@ def concurrent_updates(trace: ConcurrentTrace) -> list[AgentUpdate]:
         versions.append(target)
         result.append(AgentUpdate(txn.agent, update))
     return result
+
+
+async def apply_when_ready(doc: pycrdt.Doc[Any], update: bytes, changed: asyncio.Event) -> None:
+    """Apply an author's ``update`` to ``doc``, as far as it goes at once, then the rest as
+    the edits it was made after arrive (``changed`` must be set on every change of ``doc``).
+
+    An author made each edit after seeing its parents; typing it before they are here would
+    hand pycrdt content it cannot place.
+    """
+    doc.apply_update(update)
+    while (missing := unintegrated(doc, update)) is not None:
+        changed.clear()
+        await changed.wait()
+        doc.apply_update(missing)

@@ -33,7 +33,7 @@ from crdtsync.signaling.room_key import RoomKey
 from crdtsync.transport.base import Connector, Link, LinkListener
 from crdtsync.transport.ice_hosts import host_addresses
 
-__all__ = ["IceServer", "WebRTCConnector", "WebRTCLink"]
+__all__ = ["IceServer", "WebRTCConnector", "WebRTCLink", "connect_tasks_ended", "when_open"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class WebRTCConnector(Connector):
         for link in list(self._links):
             await link.aclose()
         await self.signaling.aclose()
-        await _connect_tasks_ended()
+        await connect_tasks_ended()
 
     # -- SignalingListener ----------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class WebRTCConnector(Connector):
         try:
             async with asyncio.timeout(self.connect_timeout):
                 channel = connection.createDataChannel(CHANNEL_LABEL, ordered=True)
-                opened = self._when_open(channel)
+                opened = when_open(channel)
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createOffer())
                 offer = self._signal(remote_id, "offer", connection.localDescription.sdp, dial_id)
@@ -250,7 +250,7 @@ class WebRTCConnector(Connector):
                 if channel.label != CHANNEL_LABEL:
                     raise ValueError(f"unexpected data channel {channel.label!r}")
                 if channel.readyState != "open":
-                    await self._when_open(channel)
+                    await when_open(channel)
         except asyncio.CancelledError:
             await connection.close()
             raise
@@ -300,16 +300,6 @@ class WebRTCConnector(Connector):
         logger.debug("= %s: data channel to %s open", self.local_id, link.remote_id)
         listener.link_opened(link)
 
-    def _when_open(self, channel: RTCDataChannel) -> asyncio.Future[None]:
-        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_open() -> None:
-            if not opened.done():
-                opened.set_result(None)
-
-        channel.on("open", on_open)
-        return opened
-
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -329,7 +319,21 @@ CONNECT_TASK = "RTCPeerConnection.__connect"
 CONNECT_TASK_GRACE = 2.0  # seconds; in practice it ends within milliseconds
 
 
-async def _connect_tasks_ended() -> None:
+def when_open(channel: RTCDataChannel) -> asyncio.Future[None]:
+    """A future done once ``channel`` opens (subscribe before it can open)."""
+    opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_open() -> None:
+        if not opened.done():
+            opened.set_result(None)
+
+    channel.on("open", on_open)
+    return opened
+
+
+async def connect_tasks_ended() -> None:
+    """Wait (briefly) for the connect tasks aiortc starts per connection and does not await
+    when it closes; anything closing connections of its own (tests, benchmarks) calls it."""
     tasks = [
         task
         for task in asyncio.all_tasks()
