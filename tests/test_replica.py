@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,15 +68,21 @@ def test_closed_replica_stops_listening() -> None:
     assert replica.take_outgoing() == []
 
 
-def test_content_released_from_pending_goes_to_every_link() -> None:
-    """An update that waited for a dependency is not credited to the link that unblocked it."""
+def _in_two_updates(typed: str, then: Callable[[pycrdt.Text], None]) -> tuple[bytes, bytes]:
+    """An author types ``typed``, then does ``then``: the two as updates, the second only
+    what ``then`` did."""
     author = pycrdt.Doc(client_id=1)
     text = author.get("text", type=pycrdt.Text)
-    text += "first"
-    first = author.get_update()
+    text += typed
+    before = author.get_update()
     state = author.get_state()
-    text += " second"
-    second = author.get_update(state)
+    then(text)
+    return before, author.get_update(state)
+
+
+def test_content_released_from_pending_goes_to_every_link() -> None:
+    """An update that waited for a dependency is not credited to the link that unblocked it."""
+    first, second = _in_two_updates("first", lambda text: text.insert(5, " second"))
 
     replica = Replica(pycrdt.Doc())
     replica.apply_remote(second, origin="link-late")  # held: "first" is missing
@@ -120,13 +127,7 @@ def test_content_applied_locally_before_its_dependency_goes_to_every_link() -> N
 
 
 def test_a_deletion_released_with_a_remote_update_goes_to_every_link() -> None:
-    author = pycrdt.Doc(client_id=1)
-    text = author.get("text", type=pycrdt.Text)
-    text += "abc"
-    inserted = author.get_update()
-    state = author.get_state()
-    del text[1]
-    deleted = author.get_update(state)  # only a delete set
+    inserted, deleted = _in_two_updates("abc", lambda text: text.__delitem__(1))
     replica = Replica(pycrdt.Doc())
     replica.doc.apply_update(deleted)  # its item is not there yet: pycrdt holds it
     replica.take_outgoing()
