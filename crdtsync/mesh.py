@@ -20,6 +20,7 @@ import pycrdt
 
 from crdtsync.errors import ConfigError, ProtocolError, SyncTimeoutError, TransportError
 from crdtsync.protocol.awareness import Presence
+from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW, BatchWindow
 from crdtsync.protocol.events import (
     AwarenessReceived,
     Event,
@@ -34,7 +35,6 @@ from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
 
 __all__ = [
-    "DEFAULT_BATCH_WINDOW",
     "DEFAULT_MAX_CONNS",
     "DEFAULT_PRESENCE_TIMEOUT",
     "Mesh",
@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_CONNS = 20
 # y-protocols' awareness outdated timeout (awareness.js), so browser peers agree.
 DEFAULT_PRESENCE_TIMEOUT = 30.0
-DEFAULT_BATCH_WINDOW = 0.010  # seconds; see MeshSettings.batch_window
-BATCH_WINDOW_GROWTH = 8  # a steady stream widens the window up to this many times
 ANNOUNCE_DELAY = 0.010  # seconds new links wait to be announced (see _announce_links_soon)
 # Links held back while another link's first sync is in flight sync anyway after this long,
 # so a slow or silent peer delays them at most that much.
@@ -73,19 +71,13 @@ class MeshSettings:
     presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT
     # Batching window: an edit after a quiet spell leaves at the end of its event-loop tick;
     # edits that follow within this many seconds of the last send wait for the window to
-    # close and leave merged. While such a stream goes on, each window that had to be
-    # waited for doubles the next, up to BATCH_WINDOW_GROWTH times this; a quiet spell
-    # resets it. Each data-channel message costs aiortc ~0.4 ms of CPU (DTLS and SCTP in
-    # Python), far more than merging, so under load this keeps convergence fast, while a
-    # lone edit is not delayed at all. See the README's Performance section for figures.
+    # close and leave merged; a steady stream widens it (see protocol/batching.py).
     batch_window: float = DEFAULT_BATCH_WINDOW
     link: LinkSettings = field(default_factory=LinkSettings)
 
     def __post_init__(self) -> None:
         if self.max_conns < 1:
             raise ConfigError(f"max_conns must be at least 1 (got {self.max_conns})")
-        if self.batch_window < 0:
-            raise ConfigError(f"batch_window must be >= 0 (got {self.batch_window})")
         if not 0 < self.reconnect_base <= self.reconnect_cap:
             raise ConfigError(
                 "need 0 < reconnect_base <= reconnect_cap "
@@ -142,8 +134,7 @@ class Mesh:
         self._held_syncs: set[str] = set()  # links that wait for it before they sync
         self._release_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
-        self._last_send = float("-inf")
-        self._window = self.settings.batch_window  # widens under a steady stream of edits
+        self._batch = BatchWindow(self.settings.batch_window)
         self._background: set[asyncio.Task[None]] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
@@ -474,11 +465,12 @@ class Mesh:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and not self._closed and self._loop is not None:
             self._flush_scheduled = True
-            window_closes = self._last_send + self._window
-            if self._now() >= window_closes:
+            now = self._now()
+            due = self._batch.due(now)
+            if due <= now:
                 self._loop.call_soon(self._flush)  # quiet until now: no waiting
             else:
-                self._loop.call_at(window_closes, self._flush, True)
+                self._loop.call_at(due, self._flush, True)
 
     def _flush(self, waited: bool = False) -> None:
         """Send everything the replica and presence produced since the last flush; ``waited``
@@ -496,10 +488,8 @@ class Mesh:
             for remote, conn in self._targets(presence.origin):
                 conn.protocol.send_awareness(doc_id, presence.update)
                 touched[remote] = conn
-        if touched:  # a stream widens the window; what follows a quiet spell narrows it
-            self._last_send = self._now()
-            growth = BATCH_WINDOW_GROWTH * self.settings.batch_window
-            self._window = min(2 * self._window, growth) if waited else self.settings.batch_window
+        if touched:
+            self._batch.sent(self._now(), waited=waited)
         for conn in touched.values():
             self._pump(conn)
 

@@ -18,12 +18,12 @@ import pycrdt
 
 from crdtsync.errors import ConfigError, LocalProtocolError
 from crdtsync.mesh import (
-    DEFAULT_BATCH_WINDOW,
     DEFAULT_MAX_CONNS,
     DEFAULT_PRESENCE_TIMEOUT,
     Mesh,
     MeshSettings,
 )
+from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
 from crdtsync.protocol.link import LinkSettings
 from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity

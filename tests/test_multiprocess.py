@@ -205,8 +205,7 @@ async def test_a_stopped_peer_backs_up_its_link_and_catches_up_after() -> None:
             # all of it may be in the link's buffer, over the mark. Either way, what follows
             # is held.
             await alice.until_report(
-                lambda report: report["congested"] == [bob.id]
-                or report["bytes_sent"] > 24 * 65536
+                lambda report: report["congested"] == [bob.id] or report["bytes_sent"] > 24 * 65536
             )
             for word in sorted(late):  # held back and merged while the link is congested
                 await alice.send(append=f" {word}")

@@ -30,7 +30,7 @@ import pycrdt
 
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import linked_peers, raw_mesh
-from crdtsync.mesh import DEFAULT_BATCH_WINDOW
+from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
 from crdtsync.signaling.server import SignalingServer
 
 __all__ = ["run"]
