@@ -94,7 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument(
         "--peers", type=int, nargs="+", help="room sizes (default: each benchmark's own)"
     )
-    bench.add_argument("--edits", type=int, default=1000, help="edits per peer (convergence)")
+    bench.add_argument(
+        "--edits",
+        type=int,
+        default=1000,
+        help="edits per peer in convergence; caps the room's edits in scale",
+    )
     bench.add_argument("--runs", type=int, default=3, help="runs; figures are medians")
     bench.add_argument("--json", type=Path, help="write the one benchmark's JSON to this file")
     bench.add_argument("--out", type=Path, help="write each benchmark's JSON to DIR/NAME.json")

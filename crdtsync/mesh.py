@@ -212,8 +212,12 @@ class Mesh:
             self._release_held(conn)
             conn.protocol.close(CloseCode.GOING_AWAY, "peer is leaving")
             self._pump(conn)
-        timers = (self._maintain_timer, self._presence_timer, self._announce_timer)
-        for handle in (*timers, self._release_timer):
+        for handle in (
+            self._maintain_timer,
+            self._presence_timer,
+            self._announce_timer,
+            self._release_timer,
+        ):
             if handle is not None:
                 handle.cancel()
         self.replica.on_outgoing = None

@@ -177,5 +177,6 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
         result.headline[f"speedup_vs_relay_n{peers}"] = relay / crdtsync
         result.headline[f"ratio_to_lower_bound_n{peers}"] = crdtsync / bound
     headline = HEADLINE_PEERS if HEADLINE_PEERS in sizes else sizes[0]
-    result.lead_with(headline, "speedup_vs_relay", "ratio_to_lower_bound")
+    result.params["headline_peers"] = headline
+    result.lead_with(f"_n{headline}")
     return result

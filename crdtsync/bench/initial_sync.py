@@ -272,7 +272,8 @@ async def run(options: BenchOptions, progress: Progress, *, txns: int | None = N
                     )
             _ratios(result, peers)
     headline = HEADLINE_PEERS if HEADLINE_PEERS in sizes else sizes[0]
-    result.lead_with(headline, "ratio_to_transfer_apply", "join_ratio")
+    result.params["headline_peers"] = headline
+    result.lead_with(f"_n{headline}")
     return result
 
 

@@ -81,11 +81,15 @@ class BenchResult:
     def median(self, label: str) -> float:
         return self.series[label].median
 
-    def lead_with(self, peers: int, *keys: str) -> None:
-        """Put each ``{key}_n{peers}`` of the headline first, as ``key``: the room size and
-        figures the benchmark is judged by."""
-        self.params["headline_peers"] = peers
-        self.headline = {**{key: self.headline[f"{key}_n{peers}"] for key in keys}, **self.headline}
+    def lead_with(self, suffix: str) -> None:
+        """Put the headline figures whose keys end in ``suffix`` first, under their keys
+        without it: the room (``_n4``, ``_n32_c20``) the benchmark is judged by."""
+        leading = {
+            key.removesuffix(suffix): value
+            for key, value in self.headline.items()
+            if key.endswith(suffix)
+        }
+        self.headline = {**leading, **self.headline}
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -35,7 +35,7 @@ import gc
 import random
 import string
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -122,15 +122,7 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
                 )
             for max_conns in MAX_CONNS:
                 _headline(result, peers, max_conns)
-    headline = f"_n{sizes[0]}_c{HEADLINE_MAX_CONNS}"
-    result.headline = {
-        **{
-            key.removesuffix(headline): value
-            for key, value in result.headline.items()
-            if key.endswith(headline)
-        },
-        **result.headline,
-    }
+    result.lead_with(f"_n{sizes[0]}_c{HEADLINE_MAX_CONNS}")
     return result
 
 
@@ -162,13 +154,9 @@ def _headline(result: BenchResult, peers: int, max_conns: int) -> None:
     result.headline[f"memory_per_link_kib{suffix}"] = result.median(f"memory per link {room}")
 
 
-async def _virtual(scenario: Callable[[], Awaitable[T]]) -> T:
+async def _virtual(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``scenario()`` on a virtual clock, in a thread: this loop's clock is real."""
-
-    async def main() -> T:
-        return await scenario()
-
-    return await asyncio.to_thread(virtual_clock.run, main(), timeout=10 * TIMEOUT)
+    return await asyncio.to_thread(virtual_clock.run, scenario(), timeout=10 * TIMEOUT)
 
 
 @asynccontextmanager
