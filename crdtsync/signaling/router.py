@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crdtsync.errors import ConfigError, ProtocolError
+from crdtsync.errors import ProtocolError
 from crdtsync.protocol.signaling import (
     SIGNALING_VERSION,
     Challenge,
@@ -35,51 +35,22 @@ from crdtsync.protocol.signaling import (
     encode_signaling,
 )
 from crdtsync.signaling.identity import peer_id_of, verify_proof
+from crdtsync.signaling.limits import ConnectionLimits, SignalingSettings, short
 from crdtsync.signaling.tokens import verify_join_token
 
-__all__ = ["Router", "SignalingSettings"]
+__all__ = ["Router", "SignalingSettings"]  # SignalingSettings lives in limits.py
 
 logger = logging.getLogger("crdtsync.signaling")
-
-
-@dataclass(frozen=True, slots=True)
-class SignalingSettings:
-    """Server limits; every default says where it comes from."""
-
-    # An SDP offer with a few candidates is a few kB; 64 KiB leaves room and bounds memory.
-    max_message_size: int = 65536
-    max_rooms_per_connection: int = 16
-    # A full mesh of 64 peers is 2,016 links: far past where max_conns makes it partial.
-    max_peers_per_room: int = 64
-    # Setting up a link is a handful of messages; a burst covers joining a busy room.
-    messages_per_second: float = 50.0
-    burst: int = 200
-    # Refusals a client may collect before it is disconnected.
-    max_violations: int = 5
-    # Clients ping every 15 s; three missed pings and the connection is dropped.
-    idle_timeout: float = 45.0
-    # With a secret, joining needs a token (see tokens.py).
-    token_secret: bytes | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_message_size", "max_rooms_per_connection", "max_peers_per_room", "burst"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.messages_per_second <= 0 or self.idle_timeout <= 0:
-            raise ConfigError("messages_per_second and idle_timeout must be positive")
 
 
 @dataclass
 class _Client:
     conn: int
+    limits: ConnectionLimits
     peer_id: str | None = None
     public_key: bytes | None = None
     nonce: bytes = b""
     rooms: set[str] = field(default_factory=set)
-    tokens: float = 0.0
-    refilled_at: float = 0.0
-    last_seen: float = 0.0
-    violations: int = 0
 
 
 class Router:
@@ -109,24 +80,28 @@ class Router:
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def connect(self, now: float) -> int:
-        """A new connection; returns its handle. Nothing to send until it says hello."""
+    def connect(self, now: float, *, path: str = "/") -> int:
+        """A new connection; returns its handle. Nothing to send until it says hello.
+
+        ``path`` (the request path) is unused: native clients carry tokens in ``join``.
+        """
         self._next_conn += 1
         self._clients[self._next_conn] = _Client(
-            self._next_conn, tokens=float(self.settings.burst), refilled_at=now, last_seen=now
+            self._next_conn, ConnectionLimits(self.settings, now)
         )
         return self._next_conn
 
-    def receive(self, conn: int, data: bytes, now: float) -> None:
+    def receive(self, conn: int, data: bytes | str, now: float) -> None:
         """One message from ``conn``; then drain ``take_outgoing()`` and ``take_closing()``."""
         client = self._clients.get(conn)
         if client is None:
             return
-        client.last_seen = now
-        if not self._take_token(client, now):
-            self._refuse(
-                client, "rate-limited", f"over {self.settings.messages_per_second:g} messages/s"
-            )
+        refusal = client.limits.receive(now)
+        if refusal is not None:
+            self._refuse(client, *refusal)
+            return
+        if isinstance(data, str):
+            self._refuse(client, "malformed", "a text frame: this protocol is binary msgpack")
             return
         try:
             message = decode_signaling(data, max_size=self.settings.max_message_size)
@@ -149,20 +124,20 @@ class Router:
     def handle_timer(self, now: float) -> None:
         """Drop connections idle past ``idle_timeout``; then drain ``take_closing()``."""
         for client in list(self._clients.values()):
-            if now >= client.last_seen + self.settings.idle_timeout:
-                self._close(client, 1001, f"idle for {self.settings.idle_timeout:g} s")
+            idle = client.limits.idle_close(now)
+            if idle is not None:
+                self._close(client, *idle)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer()`` must next run."""
         if not self._clients:
             return None
-        return (
-            min(client.last_seen for client in self._clients.values()) + self.settings.idle_timeout
-        )
+        return min(client.limits.idle_at for client in self._clients.values())
 
     # -- outputs ------------------------------------------------------------------------------
 
     def take_outgoing(self) -> list[tuple[int, bytes]]:
+        """Messages to send, each with its connection, in order."""
         outgoing, self._outgoing = self._outgoing, []
         return outgoing
 
@@ -225,7 +200,7 @@ class Router:
     def _join(self, client: _Client, join: Join) -> None:
         assert client.peer_id is not None
         if join.room in client.rooms:
-            self._refuse(client, "already-joined", f"already in room {join.room!r}")
+            self._refuse(client, "already-joined", f"already in room {short(join.room)}")
             return
         secret = self.settings.token_secret
         if secret is not None:
@@ -235,28 +210,23 @@ class Router:
                 else verify_join_token(secret, join.room, join.token, self._wall_clock())
             )
             if problem is not None:
-                logger.info("! %s refused room %r: token %s", client.peer_id, join.room, problem)
-                self._refuse(client, "token", f"join token {problem} for room {join.room!r}")
+                logger.info(
+                    "! %s refused room %s: token %s", client.peer_id, short(join.room), problem
+                )
+                self._refuse(client, "token", f"join token {problem} for room {short(join.room)}")
                 return
-        if len(client.rooms) >= self.settings.max_rooms_per_connection:
-            self._refuse(
-                client, "too-many-rooms", f"at most {self.settings.max_rooms_per_connection} rooms"
-            )
+        members = self._rooms.get(join.room, set())
+        refusal = client.limits.join(join.room, len(client.rooms), len(members))
+        if refusal is not None:
+            self._refuse(client, *refusal)
             return
-        members = self._rooms.setdefault(join.room, set())
-        if len(members) >= self.settings.max_peers_per_room:
-            self._refuse(
-                client,
-                "room-full",
-                f"room {join.room!r} has {len(members)} peers, the most allowed",
-            )
-            return
+        self._rooms[join.room] = members
         self._send(client, Joined(join.room, frozenset(members)))
         for member in members:
             self._send(self._by_peer[member], PeerJoined(join.room, client.peer_id))
         members.add(client.peer_id)
         client.rooms.add(join.room)
-        logger.info("= %s joined %r (%d peers)", client.peer_id, join.room, len(members))
+        logger.info("= %s joined %s (%d peers)", client.peer_id, short(join.room), len(members))
 
     def _leave(self, client: _Client, room: str) -> None:
         assert client.peer_id is not None
@@ -267,7 +237,7 @@ class Router:
             self._send(self._by_peer[member], PeerLeft(room, client.peer_id))
         if not members:
             self._rooms.pop(room, None)
-        logger.info("= %s left %r", client.peer_id, room)
+        logger.info("= %s left %s", client.peer_id, short(room))
 
     def _relay(self, client: _Client, signal: Signal) -> None:
         assert client.peer_id is not None
@@ -275,33 +245,26 @@ class Router:
         if signal.room not in client.rooms or target is None or signal.room not in target.rooms:
             # Never across rooms, never to strangers: both must be in the room.
             self._refuse(
-                client, "no-such-peer", f"no peer {signal.peer_id!r} in room {signal.room!r}"
+                client,
+                "no-such-peer",
+                f"no peer {short(signal.peer_id)} in room {short(signal.room)}",
             )
             return
         self._send(target, Signal(signal.room, client.peer_id, signal.data))
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _take_token(self, client: _Client, now: float) -> bool:
-        rate = self.settings.messages_per_second
-        client.tokens = min(
-            float(self.settings.burst), client.tokens + (now - client.refilled_at) * rate
-        )
-        client.refilled_at = now
-        if client.tokens < 1.0:
-            return False
-        client.tokens -= 1.0
-        return True
-
     def _send(self, client: _Client, message: SignalingMessage) -> None:
         self._outgoing.append((client.conn, encode_signaling(message)))
 
     def _refuse(self, client: _Client, code: str, reason: str) -> None:
-        client.violations += 1
+        # The reason may quote the peer's input (a decoder's complaint): keep it short.
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
         who = client.peer_id or f"connection {client.conn}"
         logger.info("! %s refused (%s): %s", who, code, reason)
-        if client.violations > self.settings.max_violations:
-            self._close(client, 1008, f"too many refused requests (last: {code})")
+        close = client.limits.refused(code)
+        if close is not None:
+            self._close(client, *close)
             return
         self._send(client, Error(code, reason))
 

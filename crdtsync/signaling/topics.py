@@ -1,0 +1,282 @@
+"""The y-webrtc signaling core, sans I/O: topics (rooms), pub/sub relay, limits.
+
+Unmodified y-webrtc clients subscribe to topics and publish announce and signal payloads to
+them. Fed with ``connect()``, ``receive()``, ``disconnect()`` and ``handle_timer()``, drained
+with ``take_outgoing()`` (text frames per connection) and ``take_closing()``, like ``Router``
+and with the same limits (``limits.py``). In plaintext rooms a ``signal`` goes only to the
+connection that announced its ``to`` id in that topic; encrypted payloads go to the topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from crdtsync.errors import LocalProtocolError, ProtocolError
+from crdtsync.protocol.ywebrtc_signaling import (
+    Error,
+    Ping,
+    Pong,
+    Publish,
+    Subscribe,
+    TopicMessage,
+    Unsubscribe,
+    decode_topic_message,
+    encode_topic_message,
+)
+from crdtsync.signaling.limits import ConnectionLimits, SignalingSettings, short
+from crdtsync.signaling.tokens import verify_join_token
+
+__all__ = ["TopicRouter"]
+
+logger = logging.getLogger("crdtsync.signaling")
+
+# y-webrtc peer ids are UUIDs (36 characters); a longer ``from`` is relayed but never bound.
+_MAX_ID_LENGTH = 128
+# Ids one connection may have bound in one topic: a JS room has one id, a provider destroyed
+# and made again in the same process gets a new one. Older bindings are forgotten first.
+_MAX_IDS_PER_SUBSCRIPTION = 4
+# Tokens read from the URL (``?token=a&token=b``: one per room a JS process opens).
+_MAX_TOKENS = 16
+_MAX_TOKEN_LENGTH = 512
+
+
+@dataclass
+class _Subscriber:
+    conn: int
+    limits: ConnectionLimits
+    tokens: tuple[str, ...]
+    # Each subscribed topic, with the ids this connection bound there (oldest first).
+    topics: dict[str, list[str]] = field(default_factory=dict)
+
+
+class TopicRouter:
+    """Topics and relay for all y-webrtc connections of one server."""
+
+    def __init__(
+        self,
+        settings: SignalingSettings | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or SignalingSettings()
+        self._wall_clock = wall_clock
+        self._subscribers: dict[int, _Subscriber] = {}
+        self._topics: dict[str, dict[int, _Subscriber]] = {}
+        self._bound: dict[str, dict[str, int]] = {}  # topic -> peer id -> connection
+        self._next_conn = 0
+        self._outgoing: list[tuple[int, str]] = []
+        self._closing: list[tuple[int, int, str]] = []
+
+    @property
+    def topics(self) -> dict[str, frozenset[int]]:
+        """Each topic's subscribers (connection handles), for logs and tests."""
+        return {topic: frozenset(members) for topic, members in self._topics.items()}
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def connect(self, now: float, *, path: str = "/") -> int:
+        """A new connection; ``path`` is its request path, whose ``token`` parameters admit it
+        to token-guarded topics (y-webrtc can pass nothing else). Returns its handle."""
+        self._next_conn += 1
+        self._subscribers[self._next_conn] = _Subscriber(
+            self._next_conn, ConnectionLimits(self.settings, now), _tokens_of(path)
+        )
+        return self._next_conn
+
+    def receive(self, conn: int, data: bytes | str, now: float) -> None:
+        """One frame from ``conn``; then drain ``take_outgoing()`` and ``take_closing()``."""
+        subscriber = self._subscribers.get(conn)
+        if subscriber is None:
+            return
+        refusal = subscriber.limits.receive(now)
+        if refusal is not None:
+            self._refuse(subscriber, *refusal)
+            return
+        try:
+            message = decode_topic_message(data, max_size=self.settings.max_message_size)
+        except ProtocolError as exc:
+            self._refuse(subscriber, "malformed", str(exc))
+            return
+        self._handle(subscriber, message)
+
+    def disconnect(self, conn: int) -> None:
+        """The connection is gone: leave its topics."""
+        subscriber = self._subscribers.pop(conn, None)
+        if subscriber is None:
+            return
+        for topic in list(subscriber.topics):
+            self._leave(subscriber, topic)
+        logger.debug("= y-webrtc connection %d disconnected", conn)
+
+    def handle_timer(self, now: float) -> None:
+        """Drop connections idle past ``idle_timeout``; then drain ``take_closing()``."""
+        for subscriber in list(self._subscribers.values()):
+            idle = subscriber.limits.idle_close(now)
+            if idle is not None:
+                self._close(subscriber, *idle)
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer()`` must next run."""
+        if not self._subscribers:
+            return None
+        return min(subscriber.limits.idle_at for subscriber in self._subscribers.values())
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    def take_outgoing(self) -> list[tuple[int, str]]:
+        """Text frames to send, each with its connection, in order."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def take_closing(self) -> list[tuple[int, int, str]]:
+        """Connections to close, with a WebSocket close code and reason."""
+        closing, self._closing = self._closing, []
+        return closing
+
+    # -- rules --------------------------------------------------------------------------------
+
+    def _handle(self, subscriber: _Subscriber, message: TopicMessage) -> None:
+        if isinstance(message, Subscribe):
+            self._subscribe(subscriber, message.topics)
+        elif isinstance(message, Unsubscribe):
+            for topic in message.topics:
+                if topic in subscriber.topics:
+                    self._leave(subscriber, topic)
+        elif isinstance(message, Publish):
+            self._publish(subscriber, message)
+        elif isinstance(message, Ping):
+            self._send(subscriber.conn, Pong())
+        else:
+            kind = type(message).__name__.lower()
+            self._refuse(subscriber, "unexpected", f"clients do not send {kind}")
+
+    def _subscribe(self, subscriber: _Subscriber, topics: tuple[str, ...]) -> None:
+        for topic in dict.fromkeys(topics):
+            if topic in subscriber.topics:
+                continue  # subscribe is idempotent: clients resend it on every reconnect
+            problem = self._token_problem(subscriber, topic)
+            if problem is not None:
+                reason = f"join token {problem} for room {short(topic)}"
+                if not self._refuse(subscriber, "token", reason):
+                    return
+                continue
+            members = self._topics.get(topic, {})
+            refusal = subscriber.limits.join(topic, len(subscriber.topics), len(members))
+            if refusal is not None:
+                if not self._refuse(subscriber, *refusal) or refusal[0] == "too-many-rooms":
+                    return  # the rest of the list would be refused the same way
+                continue
+            members[subscriber.conn] = subscriber
+            self._topics[topic] = members
+            subscriber.topics[topic] = []
+            logger.info(
+                "= y-webrtc connection %d subscribed to %s (%d subscribers)",
+                subscriber.conn,
+                short(topic),
+                len(members),
+            )
+
+    def _token_problem(self, subscriber: _Subscriber, topic: str) -> str | None:
+        secret = self.settings.token_secret
+        if secret is None:
+            return None
+        if not subscriber.tokens:
+            return "missing"
+        now = self._wall_clock()
+        problems = [verify_join_token(secret, topic, token, now) for token in subscriber.tokens]
+        if None in problems:
+            return None
+        return "expired" if "expired" in problems else problems[0]
+
+    def _leave(self, subscriber: _Subscriber, topic: str) -> None:
+        bound = self._bound.get(topic, {})
+        for peer_id in subscriber.topics.pop(topic, []):
+            if bound.get(peer_id) == subscriber.conn:
+                del bound[peer_id]
+        if not bound:
+            self._bound.pop(topic, None)
+        members = self._topics.get(topic, {})
+        members.pop(subscriber.conn, None)
+        if not members:
+            self._topics.pop(topic, None)
+        logger.debug("= y-webrtc connection %d left %s", subscriber.conn, short(topic))
+
+    def _publish(self, subscriber: _Subscriber, publish: Publish) -> None:
+        topic, data = publish.topic, publish.data
+        members = self._topics.get(topic, {})
+        if subscriber.conn not in members:
+            self._refuse(subscriber, "unexpected", f"not subscribed to topic {short(topic)}")
+            return
+        try:
+            relayed = encode_topic_message(Publish(topic, data, clients=len(members)))
+        except LocalProtocolError as exc:  # cannot happen for decoded input; never raise
+            self._refuse(subscriber, "malformed", str(exc))
+            return
+        if isinstance(data, dict):  # a plaintext room: announce and signal name their peers
+            kind, sender, target = data.get("type"), data.get("from"), data.get("to")
+            if kind in ("announce", "signal") and isinstance(sender, str):
+                self._bind(subscriber, topic, sender)
+            if kind == "signal" and "to" in data:
+                conn = self._bound.get(topic, {}).get(target) if isinstance(target, str) else None
+                if conn is None:
+                    # Ordinary churn (the peer just left): drop it, as clients drop strangers'.
+                    logger.debug(
+                        "= signal to unknown %s in %s dropped", short(target), short(topic)
+                    )
+                else:
+                    self._outgoing.append((conn, relayed))
+                return
+        for conn in members:
+            if conn != subscriber.conn:  # y-webrtc clients ignore their own messages anyway
+                self._outgoing.append((conn, relayed))
+
+    def _bind(self, subscriber: _Subscriber, topic: str, peer_id: str) -> None:
+        """``peer_id`` speaks through this connection in ``topic`` (the latest publisher wins)."""
+        if not 0 < len(peer_id) <= _MAX_ID_LENGTH:
+            return
+        bound = self._bound.setdefault(topic, {})
+        previous = bound.get(peer_id)
+        if previous == subscriber.conn:
+            return
+        if previous is not None:
+            self._subscribers[previous].topics[topic].remove(peer_id)
+        ids = subscriber.topics[topic]
+        ids.append(peer_id)
+        bound[peer_id] = subscriber.conn
+        if len(ids) > _MAX_IDS_PER_SUBSCRIPTION:
+            del bound[ids.pop(0)]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _send(self, conn: int, message: TopicMessage) -> None:
+        self._outgoing.append((conn, encode_topic_message(message)))
+
+    def _refuse(self, subscriber: _Subscriber, code: str, reason: str) -> bool:
+        """Say no; False when that was one refusal too many and the connection is closed."""
+        # The reason may quote the peer's input (a decoder's complaint): keep it short.
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        logger.info("! y-webrtc connection %d refused (%s): %s", subscriber.conn, code, reason)
+        close = subscriber.limits.refused(code)
+        if close is not None:
+            self._close(subscriber, *close)
+            return False
+        self._send(subscriber.conn, Error(code, reason))
+        return True
+
+    def _close(self, subscriber: _Subscriber, code: int, reason: str) -> None:
+        self._closing.append((subscriber.conn, code, reason))
+        self.disconnect(subscriber.conn)
+
+
+def _tokens_of(path: str) -> tuple[str, ...]:
+    """The ``token`` query parameters of a request path."""
+    try:
+        query = parse_qsl(urlsplit(path).query, max_num_fields=64)
+    except ValueError:
+        return ()
+    tokens = [v for k, v in query if k == "token" and 0 < len(v) <= _MAX_TOKEN_LENGTH]
+    return tuple(tokens[:_MAX_TOKENS])
