@@ -11,14 +11,18 @@ from crdtsync.errors import (
     TransportError,
 )
 from crdtsync.peer import Peer
+from crdtsync.signaling.server import SignalingServer
+from crdtsync.transport.webrtc import IceServer
 
 __all__ = [
     "ConfigError",
     "CrdtSyncError",
+    "IceServer",
     "LocalProtocolError",
     "Peer",
     "ProtocolError",
     "SignalingError",
+    "SignalingServer",
     "StoreError",
     "SyncTimeoutError",
     "TransportError",

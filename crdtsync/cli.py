@@ -17,6 +17,7 @@ from pathlib import Path
 from crdtsync.bench.suite import BENCHMARKS
 from crdtsync.demo import DemoOptions, run_demo
 from crdtsync.errors import ConfigError, CrdtSyncError
+from crdtsync.peer import DIALECTS
 from crdtsync.peer_process import run_peer
 from crdtsync.signaling.server import SignalingServer
 
@@ -130,6 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer.add_argument("--room", required=True)
     peer.add_argument("--host-address", action="append", help="ICE host address (repeatable)")
     peer.add_argument("--store", type=Path, help="SQLite file that keeps the document (see Peer)")
+    peer.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="crdtsync",
+        help="crdtsync's own protocol, or y-webrtc to share a room with Yjs browser peers",
+    )
+    peer.add_argument("--password", help="room password (y-webrtc: as its `password` option)")
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "signal" else logging.WARNING
     logging.basicConfig(
@@ -138,7 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "peer":
-            return asyncio.run(run_peer(args.signaling, args.room, args.host_address, args.store))
+            return asyncio.run(
+                run_peer(
+                    args.signaling,
+                    args.room,
+                    args.host_address,
+                    args.store,
+                    dialect=args.dialect,
+                    password=args.password,
+                )
+            )
         if args.command == "bench":
             return asyncio.run(_bench(args))
         if args.command == "demo":

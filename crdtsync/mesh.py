@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from crdtsync.errors import ConfigError, ProtocolError, SyncTimeoutError, Transp
 from crdtsync.protocol.awareness import Presence
 from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW, BatchWindow
 from crdtsync.protocol.events import (
+    AwarenessQueried,
     AwarenessReceived,
     Event,
     HelloReceived,
@@ -30,16 +31,30 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import CloseCode
-from crdtsync.protocol.link import LinkProtocol, LinkSettings, LinkState
+from crdtsync.protocol.link import LinkCore, LinkProtocol, LinkSettings, LinkState
+from crdtsync.protocol.sync import DocumentAccess
 from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
 
 __all__ = [
     "DEFAULT_MAX_CONNS",
     "DEFAULT_PRESENCE_TIMEOUT",
+    "LinkCoreFactory",
     "Mesh",
     "MeshSettings",
+    "native_link_core",
 ]
+
+LinkCoreFactory = Callable[[str, Mapping[str, DocumentAccess], str, LinkSettings], LinkCore]
+"""Builds the core of a new link: ``(local id, documents, remote id, settings)``."""
+
+
+def native_link_core(
+    local_id: str, documents: Mapping[str, DocumentAccess], remote_id: str, settings: LinkSettings
+) -> LinkCore:
+    """crdtsync's own dialect: HELLO, heartbeats, chunking, LINKS (``protocol/link.py``)."""
+    return LinkProtocol(local_id, documents, expected_peer=remote_id, settings=settings)
+
 
 # Closes that mean the remote peer broke the protocol or a limit.
 VIOLATIONS = frozenset(
@@ -90,7 +105,7 @@ class _Conn:
 
     __slots__ = ("deadline", "held", "link", "lost", "neighbors", "protocol", "timer")
 
-    def __init__(self, link: Link, protocol: LinkProtocol) -> None:
+    def __init__(self, link: Link, protocol: LinkCore) -> None:
         self.link = link
         self.protocol = protocol
         self.timer: asyncio.TimerHandle | None = None
@@ -111,8 +126,10 @@ class Mesh:
         *,
         settings: MeshSettings | None = None,
         rng: random.Random | None = None,
+        link_core: LinkCoreFactory = native_link_core,
     ) -> None:
         self.replica = replica
+        self._link_core = link_core
         self.awareness = awareness
         self.connector = connector
         self.settings = settings or MeshSettings()
@@ -276,11 +293,8 @@ class Mesh:
             logger.debug("= %s keeps its older link to %s", self.local_id, remote)
             self._spawn(link.aclose())
             return
-        protocol = LinkProtocol(
-            self.local_id,
-            {self.replica.doc_id: self.replica},
-            expected_peer=remote,
-            settings=self.settings.link,
+        protocol = self._link_core(
+            self.local_id, {self.replica.doc_id: self.replica}, remote, self.settings.link
         )
         conn = _Conn(link, protocol)
         link.set_low_water(self.settings.link.send_buffer_low)
@@ -400,6 +414,8 @@ class Mesh:
                 self._presence_core().receive_update(event.update, conn.protocol, self._now())
             except ProtocolError as exc:
                 conn.protocol.close(exc.close_code, str(exc))
+        elif isinstance(event, AwarenessQueried):
+            conn.protocol.send_awareness(event.doc_id, self._presence_core().full_state())
         elif isinstance(event, LinksReceived):
             conn.neighbors = event.peer_ids
         elif isinstance(event, LinkClosed):
@@ -520,7 +536,7 @@ class Mesh:
     def _targets(self, origin: object | None) -> Iterator[tuple[str, _Conn]]:
         """The links an update goes to: not back where it came from, and not to peers that
         have a link of their own with its source (that peer sends it to them)."""
-        source = origin.remote_id if isinstance(origin, LinkProtocol) else None
+        source = origin.remote_id if isinstance(origin, LinkCore) else None
         for remote, conn in list(self._conns.items()):
             if conn.protocol.state is LinkState.CLOSED or conn.protocol is origin:
                 continue

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import random
 import ssl as ssl_module
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import pycrdt
 
@@ -22,17 +22,30 @@ from crdtsync.mesh import (
     DEFAULT_PRESENCE_TIMEOUT,
     Mesh,
     MeshSettings,
+    native_link_core,
 )
 from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
-from crdtsync.protocol.link import LinkSettings
+from crdtsync.protocol.link import LinkCore, LinkSettings
+from crdtsync.protocol.sync import DocumentAccess
+from crdtsync.protocol.ywebrtc_link import YWebrtcLinkProtocol
 from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity
 from crdtsync.store import Store, StoreSettings
 from crdtsync.transport.base import Connector
 from crdtsync.transport.memory import SimNetwork
 from crdtsync.transport.webrtc import IceServer, WebRTCConnector
+from crdtsync.transport.ywebrtc import YWebrtcConnector
 
-__all__ = ["Peer"]
+__all__ = ["DIALECTS", "Dialect", "Peer"]
+
+Dialect = Literal["crdtsync", "y-webrtc"]
+DIALECTS: tuple[Dialect, ...] = ("crdtsync", "y-webrtc")
+
+
+def _ywebrtc_link_core(
+    local_id: str, documents: Mapping[str, DocumentAccess], remote_id: str, _: LinkSettings
+) -> LinkCore:
+    return YWebrtcLinkProtocol(local_id, documents, expected_peer=remote_id)
 
 
 class Peer:
@@ -58,7 +71,10 @@ class Peer:
         store: str | os.PathLike[str] | None = None,
         store_settings: StoreSettings | None = None,
         rng: random.Random | None = None,
+        dialect: Dialect = "crdtsync",
     ) -> None:
+        if dialect not in DIALECTS:
+            raise ConfigError(f"dialect must be one of {DIALECTS} (got {dialect!r})")
         if not room:
             raise ConfigError("room must be a non-empty string")
         if (network is None) == (signaling is None):
@@ -69,7 +85,28 @@ class Peer:
         self.room = room
         self.awareness = pycrdt.Awareness(doc)
         self._connector: Connector
-        if network is not None:
+        if dialect == "y-webrtc":
+            # What y-webrtc peers cannot have: our proven identities, our link settings.
+            for option, value in (("identity", identity), ("link_settings", link_settings)):
+                if value is not None:
+                    raise ConfigError(
+                        f"{option}= is not for dialect='y-webrtc' (its peer ids are random "
+                        "UUIDs and its links have no envelope)"
+                    )
+            if signaling is None:
+                raise ConfigError("dialect='y-webrtc' needs signaling= (a y-webrtc server URL)")
+            self._connector = YWebrtcConnector(
+                signaling,
+                room,
+                token=token,
+                password=password,
+                ssl=ssl,
+                ice_servers=ice_servers,
+                host_addresses=host_addresses,
+                max_conns=max_conns,
+                rng=rng,
+            )
+        elif network is not None:
             self._connector = network.connector(room)
             rng = rng or network.derive_rng()
         else:
@@ -99,6 +136,7 @@ class Peer:
                 link=link_settings or LinkSettings(),
             ),
             rng=rng,
+            link_core=_ywebrtc_link_core if dialect == "y-webrtc" else native_link_core,
         )
         self._started = False
 

@@ -6,7 +6,9 @@ every edit so far is in the store, ``{"report": true}`` prints the peer's state,
 ``{"quit": true}`` leaves. Each output line is a JSON object: ``{"ready": id}`` once joined,
 ``{"peers": [...]}`` whenever the linked peers change, ``{"flushed": n}`` after the n-th
 flush, and the reports. With ``--store FILE`` the peer keeps its document in that store, so
-a restarted process comes back with its edits.
+a restarted process comes back with its edits. With ``--dialect y-webrtc`` it joins a
+y-webrtc room: with a store, it keeps a browser room's document while every browser is
+closed, and hands it to the next one that opens the room.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.errors import SyncTimeoutError
-from crdtsync.peer import Peer
+from crdtsync.peer import Dialect, Peer
 
 __all__ = ["emit", "read_stdin", "run_peer"]
 
@@ -57,14 +59,26 @@ def _changed(peer: Peer, reported: frozenset[str]) -> Callable[[], bool]:
 
 
 async def run_peer(
-    signaling: str, room: str, host_addresses: list[str] | None, store: Path | None
+    signaling: str,
+    room: str,
+    host_addresses: list[str] | None,
+    store: Path | None,
+    *,
+    dialect: Dialect = "crdtsync",
+    password: str | None = None,
 ) -> int:
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get(TEXT, type=pycrdt.Text)
     commands = await read_stdin()
     flushes = 0
     async with Peer(
-        doc, room=room, signaling=signaling, host_addresses=host_addresses, store=store
+        doc,
+        room=room,
+        signaling=signaling,
+        host_addresses=host_addresses,
+        store=store,
+        dialect=dialect,
+        password=password,
     ) as peer:
         emit(ready=peer.id)
         watcher = asyncio.create_task(_report_peers(peer))

@@ -31,10 +31,18 @@ class PeerProcess:
         self.peers: frozenset[str] = frozenset()
 
     @classmethod
-    async def start(cls, url: str, store: Path | None = None) -> PeerProcess:
-        args = [*CLI, "peer", "--signaling", url, "--room", "e2e", "--host-address", "127.0.0.1"]
+    async def start(
+        cls,
+        url: str,
+        store: Path | None = None,
+        *,
+        room: str = "e2e",
+        options: tuple[str, ...] = (),
+    ) -> PeerProcess:
+        args = [*CLI, "peer", "--signaling", url, "--room", room, "--host-address", "127.0.0.1"]
         if store is not None:
             args += ["--store", str(store)]
+        args += options
         process = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.PIPE,

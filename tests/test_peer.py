@@ -10,6 +10,8 @@ import pycrdt
 import pytest
 
 from crdtsync import ConfigError, LocalProtocolError, Peer
+from crdtsync.protocol.link import LinkSettings
+from crdtsync.signaling.identity import Identity
 from crdtsync.testing import SimNetwork, converged, wait_converged
 
 
@@ -70,6 +72,22 @@ def test_bad_arguments_are_config_errors() -> None:
         Peer(doc, room="x", network=SimNetwork(), max_conns=0)
     with pytest.raises(ConfigError, match="latency"):
         SimNetwork(latency=-1)
+
+
+def test_ywebrtc_dialect_refuses_what_yjs_peers_cannot_have() -> None:
+    doc, url = pycrdt.Doc(), "ws://127.0.0.1:1"
+    with pytest.raises(ConfigError, match="dialect must be one of"):
+        Peer(doc, room="x", signaling=url, dialect="y-websocket")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="identity="):
+        Peer(doc, room="x", signaling=url, dialect="y-webrtc", identity=Identity())
+    with pytest.raises(ConfigError, match="link_settings="):
+        Peer(doc, room="x", signaling=url, dialect="y-webrtc", link_settings=LinkSettings())
+    with pytest.raises(ConfigError, match="needs signaling="):
+        Peer(doc, room="x", network=SimNetwork(), dialect="y-webrtc")
+    with pytest.raises(ConfigError, match="password"):
+        Peer(doc, room="x", signaling=url, dialect="y-webrtc", password="")
+    peer = Peer(doc, room="x", signaling=url, dialect="y-webrtc", token="t&k")
+    assert len(peer.id) == 36  # a random UUID per room, as y-webrtc peers expect
 
 
 async def test_start_twice_is_misuse() -> None:

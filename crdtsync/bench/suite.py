@@ -23,6 +23,7 @@ BENCHMARKS = {
     "latency": "latency",
     "initial-sync": "initial_sync",
     "scale": "scale",
+    "interop": "interop",  # Node peers: needs npm ci and a loopback-only network namespace
 }
 
 

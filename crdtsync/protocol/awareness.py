@@ -54,6 +54,10 @@ class Presence:
         self._local_sent_at = now
         self._outgoing: list[OutgoingPresence] = []
         self._applying: object | None = None
+        local = awareness.get_local_state()
+        if local is not None and awareness.meta[awareness.client_id]["clock"] == 0:
+            # Yjs ignores clock 0 from a client it does not know yet: start at 1.
+            awareness.set_local_state(local)
         self._subscription = awareness.observe(self._on_update)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AwarenessQueried",
     "AwarenessReceived",
     "Event",
     "HelloReceived",
@@ -42,6 +43,13 @@ class AwarenessReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class AwarenessQueried:
+    """The remote asked for every presence state we know (y-webrtc's query-awareness)."""
+
+    doc_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinksReceived:
     """The remote peer announced the peers it has open links with (used to relay less)."""
 
@@ -57,4 +65,11 @@ class LinkClosed:
     by_remote: bool
 
 
-Event = HelloReceived | SyncCompleted | AwarenessReceived | LinksReceived | LinkClosed
+Event = (
+    HelloReceived
+    | SyncCompleted
+    | AwarenessReceived
+    | AwarenessQueried
+    | LinksReceived
+    | LinkClosed
+)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol, runtime_checkable
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.events import (
@@ -43,7 +44,7 @@ from crdtsync.protocol.frames import (
 from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState
 from crdtsync.protocol.ymessages import awareness_message, parse_awareness_message
 
-__all__ = ["LinkProtocol", "LinkSettings", "LinkState"]
+__all__ = ["LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,31 @@ class LinkState(Enum):
     OPENING = "opening"  # our HELLO is out, theirs has not arrived
     OPEN = "open"
     CLOSED = "closed"
+
+
+@runtime_checkable
+class LinkCore(Protocol):
+    """What the mesh drives on every link, whatever the dialect (native or y-webrtc)."""
+
+    local_id: str
+    remote_id: str | None
+    state: LinkState
+
+    @property
+    def synced(self) -> bool: ...
+
+    def start(self, now: float, *, sync: bool = True) -> None: ...
+    def send_update(self, doc_id: str, update: bytes) -> None: ...
+    def send_awareness(self, doc_id: str, update: bytes) -> None: ...
+    def send_links(self, peer_ids: frozenset[str]) -> None: ...
+    def resync(self, doc_id: str) -> None: ...
+    def start_sync(self, doc_id: str) -> None: ...
+    def close(self, code: int = ..., reason: str = ...) -> None: ...
+    def receive_data(self, data: bytes, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def get_timer(self) -> float | None: ...
+    def data_to_send(self) -> list[bytes]: ...
+    def events_received(self) -> list[Event]: ...
 
 
 class LinkProtocol:

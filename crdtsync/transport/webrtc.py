@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import ssl as ssl_module
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,15 @@ from crdtsync.signaling.room_key import RoomKey
 from crdtsync.transport.base import Connector, Link, LinkListener
 from crdtsync.transport.ice_hosts import host_addresses
 
-__all__ = ["IceServer", "WebRTCConnector", "WebRTCLink", "connect_tasks_ended", "when_open"]
+__all__ = [
+    "IceServer",
+    "WebRTCConnector",
+    "WebRTCLink",
+    "attach_listener",
+    "connect_tasks_ended",
+    "ice_configuration",
+    "when_open",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,19 @@ class IceServer:
     url: str
     username: str | None = None
     credential: str | None = None
+
+
+def ice_configuration(ice_servers: Sequence[str | IceServer]) -> RTCConfiguration:
+    """aiortc's configuration for these STUN/TURN servers (none: host candidates only)."""
+    servers = [
+        server if isinstance(server, IceServer) else IceServer(server) for server in ice_servers
+    ]
+    for server in servers:
+        if not server.url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL")
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(s.url, s.username, s.credential) for s in servers]
+    )
 
 
 class WebRTCLink(Link):
@@ -128,15 +149,7 @@ class WebRTCConnector(Connector):
         self.room = room
         self.host_addresses = None if host_addresses is None else tuple(host_addresses)
         self.connect_timeout = connect_timeout
-        servers = [
-            server if isinstance(server, IceServer) else IceServer(server) for server in ice_servers
-        ]
-        for server in servers:
-            if not server.url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-                raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL")
-        self._configuration = RTCConfiguration(
-            iceServers=[RTCIceServer(s.url, s.username, s.credential) for s in servers]
-        )
+        self._configuration = ice_configuration(ice_servers)
         self.signaling = SignalingClient(
             signaling_url, self, rooms={room: token}, identity=identity, ssl=ssl
         )
@@ -264,41 +277,13 @@ class WebRTCConnector(Connector):
         if self._listener is None or self._closed:
             self._spawn(link.aclose())
             return
-        listener = self._listener
         self._links.add(link)
+        attach_listener(link, self._listener, name=self.local_id, gone=self._gone)
 
-        def on_message(message: bytes | str) -> None:
-            # An exception escaping an aiortc handler tears the whole connection down:
-            # the mesh's core never raises on peer bytes, and this guard makes sure.
-            try:
-                if isinstance(message, bytes) and not link.closed:
-                    listener.data_received(link, message)
-            except Exception:
-                logger.exception(
-                    "! %s: handling a message from %s failed", self.local_id, link.remote_id
-                )
-
-        def on_close() -> None:
-            self._links.discard(link)
-            if not link.closed and not self._closed:
-                link.closed = True
-                listener.link_lost(link, "data channel closed")
-                self._spawn(link.connection.close())
-
-        async def on_state_change() -> None:
-            if link.connection.connectionState == "failed":
-                on_close()
-
-        def on_drained() -> None:
-            if not link.closed:
-                listener.link_drained(link)
-
-        link.channel.on("message", on_message)
-        link.channel.on("bufferedamountlow", on_drained)
-        link.channel.on("close", on_close)
-        link.connection.on("connectionstatechange", on_state_change)
-        logger.debug("= %s: data channel to %s open", self.local_id, link.remote_id)
-        listener.link_opened(link)
+    def _gone(self, link: WebRTCLink) -> None:
+        self._links.discard(link)
+        if not self._closed:
+            self._spawn(link.connection.close())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -311,6 +296,46 @@ class WebRTCConnector(Connector):
         if self._room_key is None:
             return data
         return self._room_key.seal(data, sender=self.local_id, recipient=remote_id)
+
+
+def attach_listener(
+    link: WebRTCLink, listener: LinkListener, *, name: str, gone: Callable[[WebRTCLink], None]
+) -> None:
+    """Hand an open link's channel events to ``listener``, and say ``link_opened``.
+
+    When the channel closes or the connection fails, ``gone(link)`` runs (after
+    ``link_lost``, unless we closed the link ourselves) so the connector can let it go.
+    """
+
+    def on_message(message: bytes | str) -> None:
+        # An exception escaping an aiortc handler tears the whole connection down:
+        # the mesh's core never raises on peer bytes, and this guard makes sure.
+        try:
+            if isinstance(message, bytes) and not link.closed:
+                listener.data_received(link, message)
+        except Exception:
+            logger.exception("! %s: handling a message from %s failed", name, link.remote_id)
+
+    def on_close() -> None:
+        if not link.closed:
+            link.closed = True
+            listener.link_lost(link, "data channel closed")
+        gone(link)
+
+    async def on_state_change() -> None:
+        if link.connection.connectionState == "failed":
+            on_close()
+
+    def on_drained() -> None:
+        if not link.closed:
+            listener.link_drained(link)
+
+    link.channel.on("message", on_message)
+    link.channel.on("bufferedamountlow", on_drained)
+    link.channel.on("close", on_close)
+    link.connection.on("connectionstatechange", on_state_change)
+    logger.debug("= %s: data channel to %s open", name, link.remote_id)
+    listener.link_opened(link)
 
 
 # aiortc starts a connect task per peer connection and does not await it in close(): after
