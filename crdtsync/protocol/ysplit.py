@@ -402,8 +402,7 @@ class _Group:
 
     clock: int
     structs: list[bytes]
-    size: int = 0  # bytes of the structs
-    skip: int = 0  # bytes of a trailing Skip, dropped if the piece ends there
+    ends_in_skip: bool = False  # a trailing Skip is dropped if the piece ends there
 
     def header(self, client: int) -> int:
         return _vlen(len(self.structs)) + _vlen(client) + _vlen(self.clock)
@@ -441,8 +440,7 @@ class _Packer:
             self.groups_size -= group.header(client)
         encoded = struct.encode()
         group.structs.append(encoded)
-        group.size += len(encoded)
-        group.skip = len(encoded) if struct.kind == _SKIP else 0
+        group.ends_in_skip = struct.kind == _SKIP
         self.groups_size += group.header(client) + len(encoded)
 
     def add_struct(self, client: int, struct: _Struct) -> None:
@@ -490,7 +488,7 @@ class _Packer:
             return
         parts = [write_var_uint(len(self.groups))]
         for client, group in self.groups.items():
-            structs = group.structs[:-1] if group.skip else group.structs
+            structs = group.structs[:-1] if group.ends_in_skip else group.structs
             parts += (write_var_uint(len(structs)), write_var_uint(client))
             parts.append(write_var_uint(group.clock))
             parts += structs
@@ -514,9 +512,10 @@ def split_update(update: bytes, max_size: int) -> list[bytes]:
     first, where they can.
 
     The update is validated in full either way: ProtocolError if it is malformed, or if
-    one Binary, Embed, Format, Type or Doc item (which Yjs never splits) does not fit in
-    ``max_size`` on its own. LocalProtocolError if ``max_size`` is below
-    :data:`MIN_MAX_SIZE`.
+    a struct cannot be cut small enough (a Binary, Embed, Format, Type or Doc item, which
+    Yjs never splits, or one JSON or Any element, or an item's own header with its parent
+    name) to fit in ``max_size``; the message names the struct. LocalProtocolError if
+    ``max_size`` is below :data:`MIN_MAX_SIZE` (262,144 - 64 leaves room for framing).
     """
     if not isinstance(update, bytes):
         raise LocalProtocolError(f"update must be bytes (got {type(update).__name__})")
