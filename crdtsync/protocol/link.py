@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
+from crdtsync.protocol.budget import TokenBucket
 from crdtsync.protocol.events import (
     AwarenessReceived,
     Event,
@@ -152,8 +153,9 @@ class LinkProtocol:
         self._last_received = 0.0
         self._next_ping = 0.0
         self._hello_deadline = 0.0
-        self._allowance = float(self.settings.message_burst)  # token bucket of the flood guard
-        self._allowance_at = 0.0
+        self._flood_guard = TokenBucket(
+            self.settings.max_messages_per_second, self.settings.message_burst
+        )
 
     def __repr__(self) -> str:
         remote = self.remote_id or self.expected_peer
@@ -292,15 +294,11 @@ class LinkProtocol:
     # -- internals ------------------------------------------------------------------------------
 
     def _count_message(self, now: float) -> None:
-        rate, burst = self.settings.max_messages_per_second, self.settings.message_burst
-        elapsed = max(0.0, now - self._allowance_at)
-        self._allowance = min(float(burst), self._allowance + elapsed * rate)
-        self._allowance_at = now
-        if self._allowance < 1:
+        if not self._flood_guard.take(now):
+            rate, burst = self.settings.max_messages_per_second, self.settings.message_burst
             raise ProtocolError(
                 f"flood: over {rate:g} messages/s (bursts of {burst})", close_code=CloseCode.POLICY
             )
-        self._allowance -= 1
 
     def _session(self, doc_id: str) -> SyncSession:
         session = self._sessions.get(doc_id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
+from crdtsync.protocol.budget import TokenBucket
 from crdtsync.protocol.events import (
     AwarenessQueried,
     AwarenessReceived,
@@ -104,8 +105,9 @@ class YWebrtcLinkProtocol:
         self._synced = False
         self._outgoing: list[bytes] = []
         self._events: list[Event] = []
-        self._allowance = float(self.settings.message_burst)
-        self._allowance_at = 0.0
+        self._flood_guard = TokenBucket(
+            self.settings.max_messages_per_second, self.settings.message_burst
+        )
 
     def __repr__(self) -> str:
         return f"<YWebrtcLinkProtocol {self.local_id}->{self.expected_peer} {self.state.value}>"
@@ -119,7 +121,6 @@ class YWebrtcLinkProtocol:
         """
         if self.state is not LinkState.OPENING:
             raise LocalProtocolError("link already started")
-        self._allowance_at = now
         self.state = LinkState.OPEN
         self.remote_id = self.expected_peer
         self._events.append(HelloReceived(self.expected_peer, frozenset()))
@@ -214,17 +215,12 @@ class YWebrtcLinkProtocol:
             raise LocalProtocolError(f"unknown document {doc_id!r} on this link")
 
     def _count_message(self, now: float) -> bool:
+        if self._flood_guard.take(now):
+            return True
         rate, burst = self.settings.max_messages_per_second, self.settings.message_burst
-        self._allowance = min(
-            float(burst), self._allowance + max(0.0, now - self._allowance_at) * rate
-        )
-        self._allowance_at = now
-        if self._allowance < 1:
-            logger.warning("! %r: flood, over %g messages/s", self, rate)
-            self.close(4001, f"flood: over {rate:g} messages/s (bursts of {burst})")
-            return False
-        self._allowance -= 1
-        return True
+        logger.warning("! %r: flood, over %g messages/s", self, rate)
+        self.close(4001, f"flood: over {rate:g} messages/s (bursts of {burst})")
+        return False
 
     def _handle(self, data: bytes) -> None:
         kind, _ = read_var_uint(data, 0)
