@@ -361,6 +361,8 @@ class Mesh:
         self.bytes_received += len(data)
         conn.protocol.receive_data(data, self._now())
         self._pump(conn)
+        if self._waiters:  # what arrived may be what someone waits for (remote edits)
+            self._notify()
 
     def link_drained(self, link: Link) -> None:
         conn = self._conns.get(link.remote_id)

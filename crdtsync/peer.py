@@ -216,7 +216,8 @@ class Peer:
         await self.wait_for(lambda: self.synced, timeout=timeout, what="sync")
 
     async def wait_for(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """Wait until ``predicate()`` holds, checked whenever the mesh changes (links, sync).
+        """Wait until ``predicate()`` holds, checked whenever the mesh changes (links, sync)
+        and whenever a message arrives (so remote edits count).
 
         Raises SyncTimeoutError naming ``what`` after ``timeout`` seconds.
         """

@@ -123,15 +123,17 @@ class YWebrtcSignalingClient:
         return True
 
     async def aclose(self) -> None:
-        """Unsubscribe and leave the server; idempotent."""
+        """Unsubscribe and leave the server with a normal close; idempotent."""
         task, self._task = self._task, None
         connection = self._connection
+        if task is not None:
+            task.cancel()  # first: a closed connection must not be taken for a lost one
         if connection is not None:
             with contextlib.suppress(ConnectionClosed, TimeoutError):
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(self.open_timeout):
                     await connection.send(encode_topic_message(Unsubscribe(self.topics)))
+                    await connection.close()
         if task is not None:
-            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

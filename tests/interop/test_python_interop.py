@@ -4,6 +4,8 @@ and headless Chromium), through our signaling server and through y-webrtc's ``bi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
@@ -11,6 +13,8 @@ from typing import Any, Protocol
 import pycrdt
 import pytest
 from conftest import BrowserPeerFactory, NodePeerFactory, require_loopback_namespace
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from yjs_peers import YjsPeer
 
 from crdtsync import Peer
@@ -211,9 +215,59 @@ async def test_edits_flow_after_the_signaling_server_dies(
     await converged([peer], [node], "after;", "still;")
 
 
-async def test_glare_two_python_peers_announce_at_once_one_connection(
-    signaling_url: str, python_peers: PythonPeerFactory
+@pytest.fixture
+async def glare_server() -> AsyncIterator[str]:
+    """A y-webrtc signaling server that holds every announce until two peers have announced,
+    then delivers both at once: each peer hears the other while it has no connection, so both
+    offer (glare), and y-webrtc's rule (the larger token wins) must leave one connection."""
+    subscribers: set[ServerConnection] = set()
+    held: list[str] = []
+
+    async def handle(connection: ServerConnection) -> None:
+        async for frame in connection:
+            message = json.loads(frame)
+            if message["type"] == "subscribe":
+                subscribers.add(connection)
+            elif message["type"] == "ping":
+                await connection.send(json.dumps({"type": "pong"}))
+            elif message["type"] == "publish":
+                message["clients"] = len(subscribers)
+                out = json.dumps(message)
+                data = message["data"]
+                if isinstance(data, dict) and data.get("type") == "announce" and len(held) < 2:
+                    held.append(out)
+                    if len(held) < 2:
+                        continue
+                    outgoing = held
+                else:
+                    outgoing = [out]
+                for other in list(subscribers):
+                    for item in outgoing:
+                        with contextlib.suppress(ConnectionClosed):
+                            await other.send(item)
+
+    async with serve(handle, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+async def test_glare_with_a_node_peer_ends_with_one_connection(
+    glare_server: str, node_peers: NodePeerFactory, python_peers: PythonPeerFactory
 ) -> None:
+    (node,) = await node_peers(1, "glare", glare_server)
+    peer = await python_peers("glare", glare_server)
+    await peer.wait_for_peers(1, timeout=TIMEOUT)
+    insert(peer, 0, "python;")
+    await node.insert(0, "node;")
+    await converged([peer], [node], "python;", "node;")
+    assert peer.peers == {node.peer_id}
+    assert await node.peer_count() == 1
+
+
+async def test_glare_two_python_peers_announce_at_once_one_connection(
+    glare_server: str, python_peers: PythonPeerFactory
+) -> None:
+    signaling_url = glare_server
     a, b = await asyncio.gather(
         python_peers("glare", signaling_url), python_peers("glare", signaling_url)
     )
