@@ -18,7 +18,7 @@ from crdtsync.protocol.signaling import (
     decode_signaling,
     encode_signaling,
 )
-from crdtsync.signaling.identity import Identity
+from crdtsync.signaling.identity import Identity, normalise_origin
 
 TIMEOUT = 60
 SIGNAL = [sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"]
@@ -75,7 +75,11 @@ def test_signal_serves_until_interrupted() -> None:
                         await asyncio.wait_for(ws.recv(), 10), max_size=1 << 16
                     )
                     assert isinstance(challenge, Challenge)
-                    await ws.send(encode_signaling(Prove(identity.sign(challenge.nonce))))
+                    await ws.send(
+                        encode_signaling(
+                            Prove(identity.prove(normalise_origin(url), challenge.nonce))
+                        )
+                    )
                     data = await asyncio.wait_for(ws.recv(), 10)
                     assert isinstance(data, bytes)
                     return decode_signaling(data, max_size=1 << 16)

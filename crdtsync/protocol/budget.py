@@ -25,11 +25,15 @@ class TokenBucket:
         self._tokens = float(burst)
         self._at = now
 
+    def level(self, now: float) -> float:
+        """The tokens there are at ``now`` (nothing spent)."""
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
+        self._at = max(self._at, now)
+        return self._tokens
+
     def take(self, now: float, amount: float = 1.0) -> bool:
         """Spend ``amount`` tokens if there are that many at ``now``; else False, nothing spent."""
-        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < amount:
+        if self.level(now) < amount:
             return False
         self._tokens -= amount
         return True

@@ -2,9 +2,10 @@
 
 Messages are msgpack maps with a type ``t``. A client says ``hello`` (protocol version and
 its Ed25519 public key), the server sends a ``challenge`` nonce, the client ``prove``s it
-holds the key, and the server answers ``welcome`` with the peer id it derives from the key:
-nobody can speak as someone else, and a peer keeps its id across reconnects and server
-restarts. The client then joins rooms,
+holds the key by signing a domain tag, the origin it dialed and the nonce (version 2; version
+1 signed the bare nonce, which a hostile server could relay to another), and the server
+answers ``welcome`` with the peer id it derives from the key: nobody can speak as someone
+else, and a peer keeps its id across reconnects and server restarts. The client then joins rooms,
 and sends ``signal`` payloads (SDP offers, answers, ICE candidates, opaque to the server)
 to one peer of a room it is in. The server never sees document data.
 """
@@ -39,7 +40,8 @@ __all__ = [
     "encode_signaling",
 ]
 
-SIGNALING_VERSION = 1
+# 2: a proof signs identity.proof_message(origin, nonce), no longer the bare nonce.
+SIGNALING_VERSION = 2
 MAX_ROOM_LENGTH = 256
 _MAX_ID_LENGTH = 128
 _MAX_TOKEN_LENGTH = 512
@@ -62,7 +64,7 @@ class Challenge:
 
 @dataclass(frozen=True, slots=True)
 class Prove:
-    """Client: the signature of the challenge's nonce."""
+    """Client: the signature of ``identity.proof_message(origin, nonce)``."""
 
     signature: bytes
 

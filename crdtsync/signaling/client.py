@@ -35,13 +35,34 @@ from crdtsync.protocol.signaling import (
     decode_signaling,
     encode_signaling,
 )
-from crdtsync.signaling.identity import Identity
+from crdtsync.signaling.identity import Identity, normalise_origin
 
-__all__ = ["SignalingClient", "SignalingListener"]
+__all__ = ["CONNECTION_LOST", "SignalingClient", "SignalingListener", "dial", "retry_delay"]
 
 logger = logging.getLogger("crdtsync.signaling")
 
 MAX_MESSAGE_SIZE = 65536  # the server's default limit
+# What ends a connection to a signaling server without ending the client: it dials again.
+CONNECTION_LOST = (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI)
+
+
+def dial(url: str, open_timeout: float, tls: dict[str, Any]) -> connect:
+    """A websockets connection to a signaling server, as every client of ours opens it: no
+    compression (it costs ~35% on small frames), no websockets pings (we ping ourselves)."""
+    return connect(
+        url,
+        compression=None,
+        open_timeout=open_timeout,
+        ping_interval=None,
+        max_size=MAX_MESSAGE_SIZE,
+        **tls,
+    )
+
+
+def retry_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after ``failures`` failed tries in a row: doubling from ``base`` up
+    to ``cap``, jittered down to half so clients of a restarted server do not come at once."""
+    return min(cap, base * 2.0 ** (failures - 1)) * (0.5 + rng.random() / 2)
 
 
 class SignalingListener(Protocol):
@@ -74,6 +95,8 @@ class SignalingClient:
         if ssl is not None and not url.startswith("wss://"):
             raise ConfigError(f"an SSL context needs a wss:// signaling URL, not {url!r}")
         self.url = url
+        # What our login proofs name: a proof for this server is worthless at any other.
+        self.origin = normalise_origin(url)
         # wss:// without a context verifies the server against the system's certificates.
         self._tls: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
         self.listener = listener
@@ -162,20 +185,15 @@ class SignalingClient:
         attempts = 0
         while True:
             try:
-                async with connect(
-                    self.url,
-                    compression=None,
-                    open_timeout=self.open_timeout,
-                    ping_interval=None,
-                    max_size=MAX_MESSAGE_SIZE,
-                    **self._tls,
+                async with dial(
+                    self.url, open_timeout=self.open_timeout, tls=self._tls
                 ) as connection:
                     await self._introduce(connection)
                     attempts = 0
                     self._set_connection(connection)
                     logger.info("= %s connected to %s", self.peer_id, self.url)
                     await self._serve(connection)
-            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+            except CONNECTION_LOST as exc:
                 logger.info("! %s lost signaling at %s: %r", self.peer_id, self.url, exc)
             except (ProtocolError, SignalingError) as exc:
                 logger.warning("! %s: signaling refused: %s", self.peer_id, exc)
@@ -187,8 +205,9 @@ class SignalingClient:
             finally:
                 self._set_connection(None)
             attempts += 1
-            delay = min(self.reconnect_cap, self.reconnect_base * 2 ** (attempts - 1))
-            await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
+            await asyncio.sleep(
+                retry_delay(attempts, self.reconnect_base, self.reconnect_cap, self._rng)
+            )
 
     async def _receive(self, connection: ClientConnection, timeout: float) -> SignalingMessage:
         async with asyncio.timeout(timeout):  # no inner task: cancelling us stays prompt
@@ -204,7 +223,8 @@ class SignalingClient:
             raise SignalingError(f"{challenge.code}: {challenge.message}")
         if not isinstance(challenge, Challenge):
             raise ProtocolError(f"expected a challenge, got {type(challenge).__name__}")
-        await connection.send(encode_signaling(Prove(self.identity.sign(challenge.nonce))))
+        proof = self.identity.prove(self.origin, challenge.nonce)
+        await connection.send(encode_signaling(Prove(proof)))
         welcome = await self._receive(connection, self.open_timeout)
         if not isinstance(welcome, Welcome) or welcome.peer_id != self.peer_id:
             raise ProtocolError(f"expected welcome as {self.peer_id}, got {welcome!r}")
@@ -231,8 +251,10 @@ class SignalingClient:
             elif isinstance(message, Error):
                 if message.code == "token":
                     raise SignalingError(f"join refused: {message.message}")
-                # A peer that left while our signal was on its way is churn, not a fault.
-                level = logging.INFO if message.code == "no-such-peer" else logging.WARNING
+                # A peer that left while our signal was on its way, or one others keep busy,
+                # is churn, not a fault (the link setup retries).
+                churn = message.code in ("no-such-peer", "target-busy")
+                level = logging.INFO if churn else logging.WARNING
                 logger.log(
                     level,
                     "! %s: signaling server says %s: %s",

@@ -1,8 +1,10 @@
 """The signaling server's core, sans I/O: rooms, assigned ids, targeted relay, and limits.
 
-Fed with ``connect()``, ``receive()``, ``disconnect()`` and ``handle_timer()``, drained with
-``take_outgoing()`` (bytes per connection) and ``take_closing()``. The websockets adapter in
-``server.py`` only moves bytes. A client over a limit gets an ``error`` message; one that
+Fed with ``connect()``, ``receive()``, ``sent()``, ``disconnect()`` and ``handle_timer()``,
+drained with ``take_outgoing()`` (bytes per connection) and ``take_closing()``. The websockets
+adapter in ``server.py`` only moves bytes and says how many went out, so the router knows
+each client's backlog and refuses relays to one that is behind ("target-busy") instead of
+letting others fill its queue. A client over a limit gets an ``error`` message; one that
 keeps at it is disconnected; nobody else notices.
 """
 
@@ -35,22 +37,37 @@ from crdtsync.protocol.signaling import (
     encode_signaling,
 )
 from crdtsync.signaling.identity import peer_id_of, verify_proof
-from crdtsync.signaling.limits import ConnectionLimits, SignalingSettings, short
+from crdtsync.signaling.limits import (
+    ConnectionLimits,
+    DeadlineHeap,
+    SignalingSettings,
+    cut,
+    frame_size,
+    short,
+)
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["Router", "SignalingSettings"]  # SignalingSettings lives in limits.py
 
 logger = logging.getLogger("crdtsync.signaling")
 
+# Refusals that are churn or others' doing, not the client's fault: a peer that left while
+# the signal was on its way, a target whose queue others filled. They are answered, not
+# counted, so an honest peer is never disconnected for them.
+_NOT_COUNTED = {"no-such-peer": 0.0, "target-busy": 0.0}
+
 
 @dataclass
 class _Client:
     conn: int
     limits: ConnectionLimits
+    address: str
+    origins: tuple[str, ...]
     peer_id: str | None = None
     public_key: bytes | None = None
     nonce: bytes = b""
     rooms: set[str] = field(default_factory=set)
+    backlog: int = 0  # bytes sent to it that the adapter has not yet handed to the network
 
 
 class Router:
@@ -69,6 +86,8 @@ class Router:
         self._clients: dict[int, _Client] = {}
         self._by_peer: dict[str, _Client] = {}
         self._rooms: dict[str, set[str]] = {}
+        self._room_addresses: dict[str, dict[str, int]] = {}  # room -> address -> members
+        self._deadlines = DeadlineHeap(self._deadline_of)
         self._next_conn = 0
         self._outgoing: list[tuple[int, bytes]] = []
         self._closing: list[tuple[int, int, str]] = []
@@ -80,35 +99,46 @@ class Router:
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def connect(self, now: float, *, path: str = "/") -> int:
+    def connect(
+        self, now: float, *, path: str = "/", address: str = "", origin: str | None = None
+    ) -> int:
         """A new connection; returns its handle. Nothing to send until it says hello.
 
+        ``address`` keys the per-room cap (``limits.address_key``); ``origin`` is the one the
+        request named (Host), used for login proofs unless ``settings.origins`` is set.
         ``path`` (the request path) is unused: native clients carry tokens in ``join``.
         """
         self._next_conn += 1
-        self._clients[self._next_conn] = _Client(
-            self._next_conn, ConnectionLimits(self.settings, now)
-        )
-        return self._next_conn
+        conn = self._next_conn
+        origins = self.settings.origins or ((origin,) if origin else ())
+        self._clients[conn] = _Client(conn, ConnectionLimits(self.settings, now), address, origins)
+        self._deadlines.push(self._clients[conn].limits.deadline, conn)
+        return conn
 
     def receive(self, conn: int, data: bytes | str, now: float) -> None:
         """One message from ``conn``; then drain ``take_outgoing()`` and ``take_closing()``."""
         client = self._clients.get(conn)
         if client is None:
             return
-        refusal = client.limits.receive(now)
+        refusal = client.limits.receive(now, frame_size(data))
         if refusal is not None:
-            self._refuse(client, *refusal)
+            self._refuse(client, now, *refusal)
             return
         if isinstance(data, str):
-            self._refuse(client, "malformed", "a text frame: this protocol is binary msgpack")
+            self._refuse(client, now, "malformed", "a text frame: this protocol is binary msgpack")
             return
         try:
             message = decode_signaling(data, max_size=self.settings.max_message_size)
         except ProtocolError as exc:
-            self._refuse(client, "malformed", str(exc))
+            self._refuse(client, now, "malformed", str(exc))
             return
-        self._handle(client, message)
+        self._handle(client, message, now)
+
+    def sent(self, conn: int, size: int) -> None:
+        """``size`` bytes of ``conn``'s output reached the network: room for more relays."""
+        client = self._clients.get(conn)
+        if client is not None:
+            client.backlog = max(0, client.backlog - size)
 
     def disconnect(self, conn: int) -> None:
         """The connection is gone: leave its rooms; then drain ``take_outgoing()``."""
@@ -122,17 +152,22 @@ class Router:
             logger.info("= %s disconnected", client.peer_id)
 
     def handle_timer(self, now: float) -> None:
-        """Drop connections idle past ``idle_timeout``; then drain ``take_closing()``."""
-        for client in list(self._clients.values()):
-            idle = client.limits.idle_close(now)
-            if idle is not None:
-                self._close(client, *idle)
+        """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
+        for conn in self._deadlines.pop_due(now):
+            client = self._clients[conn]
+            expired = client.limits.expired(now)
+            if expired is not None:
+                self._close(client, *expired)
+            else:  # cannot happen (its deadline was due); never lose a connection's timer
+                self._deadlines.push(client.limits.deadline, conn)
 
     def get_timer(self) -> float | None:
-        """When ``handle_timer()`` must next run."""
-        if not self._clients:
-            return None
-        return min(client.limits.idle_at for client in self._clients.values())
+        """When ``handle_timer()`` must next run; O(1) amortised (``DeadlineHeap``)."""
+        return self._deadlines.next()
+
+    def _deadline_of(self, conn: int) -> float | None:
+        client = self._clients.get(conn)
+        return None if client is None else client.limits.deadline
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -148,26 +183,25 @@ class Router:
 
     # -- rules --------------------------------------------------------------------------------
 
-    def _handle(self, client: _Client, message: SignalingMessage) -> None:
+    def _handle(self, client: _Client, message: SignalingMessage, now: float) -> None:
         if client.peer_id is None:
             self._introduce(client, message)
             return
         if isinstance(message, Join):
-            self._join(client, message)
+            self._join(client, message, now)
         elif isinstance(message, Leave):
             if message.room in client.rooms:
                 self._leave(client, message.room)
         elif isinstance(message, Signal):
-            self._relay(client, message)
+            self._relay(client, message, now)
         elif isinstance(message, Ping):
             self._send(client, Pong(message.nonce))
         else:
-            self._refuse(
-                client, "unexpected", f"clients do not send {type(message).__name__.lower()}"
-            )
+            kind = type(message).__name__.lower()
+            self._refuse(client, now, "unexpected", f"clients do not send {kind}")
 
     def _introduce(self, client: _Client, message: SignalingMessage) -> None:
-        """hello, challenge, prove, welcome: the id is the key's, proven fresh."""
+        """hello, challenge, prove, welcome: the id is the key's, proven fresh, for us."""
         if client.public_key is None:
             if not isinstance(message, Hello):
                 self._close(client, 1002, "the first message must be hello")
@@ -182,9 +216,11 @@ class Router:
                 client.nonce = self._new_nonce()
                 self._send(client, Challenge(client.nonce))
             return
-        if not isinstance(message, Prove) or not verify_proof(
-            client.public_key, client.nonce, message.signature
+        if not isinstance(message, Prove) or not any(
+            verify_proof(client.public_key, origin, client.nonce, message.signature)
+            for origin in client.origins
         ):
+            # Also a proof made for another server's origin: a relayed challenge.
             self._close(client, 1008, "no valid proof of the key named in hello")
             return
         peer_id = peer_id_of(client.public_key)
@@ -193,38 +229,44 @@ class Router:
             # The same peer reconnected before its old connection timed out: the new one wins.
             self._close(previous, 4000, "replaced by a newer connection of the same peer")
         client.peer_id = peer_id
+        client.limits.logged_in()
         self._by_peer[peer_id] = client
         self._send(client, Welcome(peer_id))
         logger.info("= %s connected", peer_id)
 
-    def _join(self, client: _Client, join: Join) -> None:
+    def _join(self, client: _Client, join: Join, now: float) -> None:
         assert client.peer_id is not None
         if join.room in client.rooms:
-            self._refuse(client, "already-joined", f"already in room {short(join.room)}")
+            self._refuse(client, now, "already-joined", f"already in room {short(join.room)}")
             return
         secret = self.settings.token_secret
         if secret is not None:
             problem = (
                 "missing"
                 if join.token is None
-                else verify_join_token(secret, join.room, join.token, self._wall_clock())
+                else verify_join_token(
+                    secret, join.room, join.token, self._wall_clock(), client.peer_id
+                )
             )
             if problem is not None:
-                logger.info(
-                    "! %s refused room %s: token %s", client.peer_id, short(join.room), problem
-                )
-                self._refuse(client, "token", f"join token {problem} for room {short(join.room)}")
+                reason = f"join token {problem} for room {short(join.room)}"
+                self._refuse(client, now, "token", reason)
                 return
         members = self._rooms.get(join.room, set())
-        refusal = client.limits.join(join.room, len(client.rooms), len(members))
+        addresses = self._room_addresses.get(join.room, {})
+        refusal = client.limits.join(
+            join.room, len(client.rooms), len(members), addresses.get(client.address, 0)
+        )
         if refusal is not None:
-            self._refuse(client, *refusal)
+            self._refuse(client, now, *refusal)
             return
         self._rooms[join.room] = members
+        self._room_addresses[join.room] = addresses
         self._send(client, Joined(join.room, frozenset(members)))
         for member in members:
             self._send(self._by_peer[member], PeerJoined(join.room, client.peer_id))
         members.add(client.peer_id)
+        addresses[client.address] = addresses.get(client.address, 0) + 1
         client.rooms.add(join.room)
         logger.info("= %s joined %s (%d peers)", client.peer_id, short(join.room), len(members))
 
@@ -233,36 +275,49 @@ class Router:
         client.rooms.discard(room)
         members = self._rooms.get(room, set())
         members.discard(client.peer_id)
+        addresses = self._room_addresses.get(room, {})
+        if addresses.get(client.address, 0) > 1:
+            addresses[client.address] -= 1
+        else:
+            addresses.pop(client.address, None)
         for member in members:
             self._send(self._by_peer[member], PeerLeft(room, client.peer_id))
         if not members:
             self._rooms.pop(room, None)
+            self._room_addresses.pop(room, None)
         logger.info("= %s left %s", client.peer_id, short(room))
 
-    def _relay(self, client: _Client, signal: Signal) -> None:
+    def _relay(self, client: _Client, signal: Signal, now: float) -> None:
         assert client.peer_id is not None
         target = self._by_peer.get(signal.peer_id)
         if signal.room not in client.rooms or target is None or signal.room not in target.rooms:
             # Never across rooms, never to strangers: both must be in the room.
-            self._refuse(
-                client,
-                "no-such-peer",
-                f"no peer {short(signal.peer_id)} in room {short(signal.room)}",
-            )
+            reason = f"no peer {short(signal.peer_id)} in room {short(signal.room)}"
+            self._refuse(client, now, "no-such-peer", reason)
             return
-        self._send(target, Signal(signal.room, client.peer_id, signal.data))
+        data = encode_signaling(Signal(signal.room, client.peer_id, signal.data))
+        if target.backlog + len(data) > self.settings.send_queue_bytes:
+            # The target is behind (others keep it busy): the sender waits, nobody is dropped.
+            reason = f"peer {short(signal.peer_id)} has {target.backlog} bytes waiting; retry"
+            self._refuse(client, now, "target-busy", reason)
+            return
+        self._queue(target, data)
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _send(self, client: _Client, message: SignalingMessage) -> None:
-        self._outgoing.append((client.conn, encode_signaling(message)))
+        self._queue(client, encode_signaling(message))
 
-    def _refuse(self, client: _Client, code: str, reason: str) -> None:
+    def _queue(self, client: _Client, data: bytes) -> None:
+        client.backlog += len(data)
+        self._outgoing.append((client.conn, data))
+
+    def _refuse(self, client: _Client, now: float, code: str, reason: str) -> None:
         # The reason may quote the peer's input (a decoder's complaint): keep it short.
-        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        reason = cut(reason)
         who = client.peer_id or f"connection {client.conn}"
         logger.info("! %s refused (%s): %s", who, code, reason)
-        close = client.limits.refused(code)
+        close = client.limits.refused(code, now, _NOT_COUNTED.get(code, 1.0))
         if close is not None:
             self._close(client, *close)
             return

@@ -4,9 +4,12 @@ A connection whose first frame is binary speaks the native protocol (``Router``)
 first frame is text speaks y-webrtc's (``TopicRouter``): the two never see each other's rooms.
 Each connection gets a writer task fed by an outbox bounded in bytes, so one slow client never
 stalls the others, and every send and close has a deadline after which the TCP connection is
-aborted: a client that stops reading cannot pin memory. The cores decide everything else.
+aborted: a client that stops reading cannot pin memory. Connections are admitted per address
+and overall (``limits.Admission``) as the TCP connection is accepted, before a byte is read:
+over a cap, an HTTP 503 is written and the socket closed at once. The cores decide the rest.
 ``port=0`` picks a free port; ``url`` is the real address. Keepalive and idle timeouts are the
 cores' (clients send ``ping``), so websockets' pings are off, and so is compression (~35%).
+Nothing a remote sends makes a log line longer than a few hundred characters.
 """
 
 from __future__ import annotations
@@ -18,16 +21,23 @@ import socket
 import ssl as ssl_module
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from crdtsync.errors import SignalingError, SyncTimeoutError
+from crdtsync.errors import ConfigError, SignalingError, SyncTimeoutError
+from crdtsync.signaling.identity import normalise_origin
+from crdtsync.signaling.limits import Admission, address_key, cut, frame_size
 from crdtsync.signaling.router import Router, SignalingSettings
 from crdtsync.signaling.topics import TopicRouter
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 
 __all__ = ["SignalingServer"]
 
@@ -37,8 +47,11 @@ logger = logging.getLogger("crdtsync.signaling")
 class _Core(Protocol):
     """What the adapter needs of a signaling core (``Router``, ``TopicRouter``)."""
 
-    def connect(self, now: float, *, path: str = ...) -> int: ...
+    def connect(
+        self, now: float, *, path: str = ..., address: str = ..., origin: str | None = ...
+    ) -> int: ...
     def receive(self, conn: int, data: bytes | str, now: float) -> None: ...
+    def sent(self, conn: int, size: int) -> None: ...
     def disconnect(self, conn: int) -> None: ...
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
@@ -55,6 +68,8 @@ class _Outbox:
         self.closing: tuple[int, str] | None = None
         # The deadline of the send in progress, pulled in when a close is decided.
         self.sending: asyncio.Timeout | None = None
+        # Tells the core what went out, once the connection's core is known.
+        self.on_sent: Callable[[int], None] | None = None
         self._frames: deque[bytes | str] = deque()
         self._ready = asyncio.Event()
 
@@ -62,7 +77,7 @@ class _Outbox:
         """Queue ``frame``; False when that would pass the limit (the client is too slow)."""
         if self.closing is not None:
             return True
-        size = _size_of(frame)
+        size = frame_size(frame)
         if self.size + size > self.limit:
             return False
         self._frames.append(frame)
@@ -89,13 +104,55 @@ class _Outbox:
         if self.closing is not None:
             return None
         frame = self._frames.popleft()
-        self.size -= _size_of(frame)
+        self.size -= frame_size(frame)
         return frame
 
 
-def _size_of(frame: bytes | str) -> int:
-    # An ASCII str costs a byte a character; any other up to four (CPython's widest form).
-    return len(frame) if isinstance(frame, bytes) or frame.isascii() else 4 * len(frame)
+# websockets' lines for every connection, refused ones included: the server logs refusals
+# once per address per interval, and peers' logins and departures itself.
+_PER_CONNECTION = ("connection open", "connection closed", "connection rejected", "HTTP response")
+
+
+class _QuietLibraryLog(logging.Filter):
+    """websockets' own log lines, made safe from remote input: one short line, no traceback
+    (a bad handshake's exception quotes its headers), and no line per connection unless
+    debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(_PER_CONNECTION) and record.levelno <= logging.INFO:
+            return _library_logger.isEnabledFor(logging.DEBUG)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            message = f"{message}: {type(exc).__name__}: {exc}"
+        record.msg, record.args = cut(message, 300), ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+_library_logger = logging.getLogger("crdtsync.signaling.websockets")
+_library_logger.addFilter(_QuietLibraryLog())
+
+
+# Written before the request is read (a server may answer early and close, RFC 9112 9.6).
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n"
+)
+
+
+def _fd_budget(wanted: int) -> int:
+    """``wanted`` connections, or fewer when the process may not open that many sockets."""
+    if resource is None:
+        return wanted
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    # Keep a margin for listening sockets, logs, a store, and the 503s themselves.
+    budget = max(1, min(wanted, soft - 64))
+    if budget < wanted:
+        logger.info("= RLIMIT_NOFILE is %d: at most %d connections, not %d", soft, budget, wanted)
+    return budget
 
 
 def _abort(connection: ServerConnection) -> None:
@@ -129,9 +186,11 @@ class SignalingServer:
         self._server: Server | None = None
         self._outboxes: dict[tuple[_Core, int], _Outbox] = {}
         self._open: set[_Outbox] = set()  # every connection's, before its core is known too
+        self.admission = Admission(self.settings)
+        self._addresses: dict[ServerConnection, str] = {}  # admitted, by address_key
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self._handlers_changed = asyncio.Condition()
+        self._connections_changed = asyncio.Event()  # a handler ended, a socket closed
 
     @property
     def url(self) -> str:
@@ -144,8 +203,9 @@ class SignalingServer:
 
     @property
     def connection_count(self) -> int:
-        """Connections whose handler still runs (for metrics and tests)."""
-        return len(self._open)
+        """Connections whose handler still runs, or whose socket is still open (for metrics
+        and tests): what counts against ``max_connections``."""
+        return max(len(self._open), self.admission.count)
 
     @property
     def queued_bytes(self) -> int:
@@ -155,14 +215,19 @@ class SignalingServer:
     async def wait_for_connection_count(self, count: int, *, timeout: float) -> None:
         """Until at most ``count`` connections remain (a drain, a test); SyncTimeoutError."""
         try:
-            async with asyncio.timeout(timeout), self._handlers_changed:
-                await self._handlers_changed.wait_for(lambda: len(self._open) <= count)
+            async with asyncio.timeout(timeout):
+                while self.connection_count > count:
+                    self._connections_changed.clear()
+                    await self._connections_changed.wait()
         except TimeoutError as exc:
             raise SyncTimeoutError(
-                f"{len(self._open)} connections still open after {timeout:g} s, not {count}"
+                f"{self.connection_count} connections still open after {timeout:g} s, not {count}"
             ) from exc
 
     async def start(self) -> None:
+        self.admission = Admission(
+            self.settings, max_connections=_fd_budget(self.settings.max_connections)
+        )
         try:
             self._server = await serve(
                 self._handle,
@@ -173,6 +238,10 @@ class SignalingServer:
                 max_size=self.settings.max_message_size,
                 ping_interval=None,
                 close_timeout=self.settings.close_timeout,
+                # The HTTP (and TLS) handshake is part of logging in.
+                open_timeout=self.settings.login_timeout,
+                create_connection=self._connection_class(),
+                logger=_library_logger,
             )
         except OSError as exc:
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
@@ -204,9 +273,66 @@ class SignalingServer:
     ) -> None:
         await self.aclose()
 
+    def _connection_class(self) -> type[ServerConnection]:
+        """websockets' connection, admitted (or refused) by us the moment TCP accepts it."""
+        server = self
+
+        class _AdmittedConnection(ServerConnection):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                server._admit(self, transport)
+
+        return _AdmittedConnection
+
+    def _admit(self, connection: ServerConnection, transport: asyncio.BaseTransport) -> None:
+        """Count the connection against its address's and the server's caps; over one, write
+        a 503 and close before reading anything, so a refused socket is held no time at all."""
+        peer = transport.get_extra_info("peername")
+        address = address_key(str(peer[0]) if isinstance(peer, tuple) and peer else "")
+        refusal = self.admission.admit(address)
+        if refusal is not None:
+            code, reason = refusal
+            if self.admission.should_log(address if code == "address-full" else "*", self._now()):
+                logger.warning(
+                    "! refusing connections (%s) from %s: %s; logged once per %g s",
+                    code,
+                    address,
+                    reason,
+                    self.settings.refusal_log_interval,
+                )
+            assert isinstance(transport, asyncio.WriteTransport)
+            body = f"{reason}\n".encode()
+            transport.write(_REFUSED % len(body) + body)
+            transport.close()  # websockets sees the connection lost before a request: quiet
+            return
+        self._addresses[connection] = address
+
+        def release(_: object) -> None:
+            self._addresses.pop(connection, None)
+            self.admission.release(address)
+            self._connections_changed.set()
+
+        connection.connection_lost_waiter.add_done_callback(release)
+
+    def _origin_of(self, connection: ServerConnection) -> str | None:
+        """The origin the client dialed, as its Host header names it (see settings.origins)."""
+        host = connection.request.headers.get("Host") if connection.request else None
+        if not host:
+            return None
+        try:
+            return normalise_origin(f"{'wss' if self._ssl else 'ws'}://{host}")
+        except ConfigError:
+            return None
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
     async def _handle(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
-        outbox = _Outbox(self.settings.send_queue_bytes)
+        # Twice what the cores let others relay to it: the other half is for the server's
+        # own small messages; only a client that stops reading gets here.
+        outbox = _Outbox(2 * self.settings.send_queue_bytes)
         self._open.add(outbox)
         writer = asyncio.create_task(self._write(connection, outbox))
         core: _Core | None = None
@@ -215,23 +341,30 @@ class SignalingServer:
             if self._closed:
                 outbox.close(1001, "server shutting down")
             # Until its first frame a connection belongs to no core, so this wait is bounded
-            # here, like websockets' open_timeout.
-            async with asyncio.timeout(self.settings.idle_timeout):
+            # here, like websockets' open_timeout: it is the start of logging in.
+            async with asyncio.timeout(self.settings.login_timeout):
                 message = await connection.recv()
             # The only choice made here: which protocol the connection speaks.
             core = self.topics if isinstance(message, str) else self.router
             conn = core.connect(
-                loop.time(), path=connection.request.path if connection.request else "/"
+                loop.time(),
+                path=connection.request.path if connection.request else "/",
+                address=self._addresses.get(connection, ""),
+                origin=self._origin_of(connection),
             )
             self._outboxes[core, conn] = outbox
+            outbox.on_sent = lambda size, core=core, conn=conn: core.sent(conn, size)
             while True:
                 core.receive(conn, message, loop.time())
                 self._dispatch()
                 message = await connection.recv()
         except TimeoutError:
-            outbox.close(1001, f"no message for {self.settings.idle_timeout:g} s")
+            outbox.close(1008, f"no message within {self.settings.login_timeout:g} s")
         except ConnectionClosed:
             pass
+        except Exception as exc:  # a core bug; never a traceback quoting remote input
+            logger.error("! signaling core failed: %s", cut(f"{type(exc).__name__}: {exc}"))
+            outbox.close(1011, "internal error")
         finally:
             if core is not None:
                 self._outboxes.pop((core, conn), None)
@@ -242,8 +375,7 @@ class SignalingServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             self._open.discard(outbox)
-            async with self._handlers_changed:
-                self._handlers_changed.notify_all()
+            self._connections_changed.set()
 
     async def _write(self, connection: ServerConnection, outbox: _Outbox) -> None:
         """Send each frame within ``send_timeout``, then close within ``close_timeout``."""
@@ -254,6 +386,8 @@ class SignalingServer:
                 try:
                     async with outbox.sending:
                         await connection.send(frame)
+                    if outbox.on_sent is not None:
+                        outbox.on_sent(frame_size(frame))
                 except TimeoutError:
                     if outbox.closing is None:
                         logger.info("! a send took over %g s: aborted", settings.send_timeout)
@@ -280,8 +414,8 @@ class SignalingServer:
                 for conn, frame in core.take_outgoing():
                     outbox = self._outboxes.get((core, conn))
                     if outbox is not None and not outbox.put(frame):
-                        limit = self.settings.send_queue_bytes
-                        logger.info("! too slow: over %d bytes queued, dropped", limit)
+                        # The cores stop relaying at half this: the client stopped reading.
+                        logger.info("! too slow: over %d bytes queued, dropped", outbox.limit)
                         outbox.close(1008, "too slow: send queue full")
                         del self._outboxes[core, conn]
                         core.disconnect(conn)
@@ -298,8 +432,10 @@ class SignalingServer:
             self._timer = asyncio.get_running_loop().call_at(min(deadlines), self._on_timer)
 
     def _on_timer(self) -> None:
+        # asyncio may run a handle up to its clock resolution early: never before its time.
+        when = self._timer.when() if self._timer is not None else 0.0
         self._timer = None
-        now = asyncio.get_running_loop().time()
+        now = max(asyncio.get_running_loop().time(), when)
         for core in self._cores:
             core.handle_timer(now)
         self._dispatch()

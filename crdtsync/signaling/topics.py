@@ -5,6 +5,9 @@ them. Fed with ``connect()``, ``receive()``, ``disconnect()`` and ``handle_timer
 with ``take_outgoing()`` (text frames per connection) and ``take_closing()``, like ``Router``
 and with the same limits (``limits.py``). In plaintext rooms a ``signal`` goes only to the
 connection that announced its ``to`` id in that topic; encrypted payloads go to the topic.
+The adapter reports bytes written (``sent()``): a signal to a connection that is behind is
+refused to its sender ("target-busy"), a broadcast skips it; nobody is dropped for others.
+y-webrtc ids are not proven, so tokens bound to a peer id (``tokens.py``) admit nobody here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from crdtsync.protocol.ywebrtc_signaling import (
     decode_topic_message,
     encode_topic_message,
 )
-from crdtsync.signaling.limits import ConnectionLimits, SignalingSettings, short
+from crdtsync.signaling.limits import (
+    ConnectionLimits,
+    DeadlineHeap,
+    SignalingSettings,
+    cut,
+    frame_size,
+    short,
+)
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["TopicRouter"]
@@ -42,6 +52,8 @@ _MAX_IDS_PER_SUBSCRIPTION = 4
 # Tokens read from the URL (``?token=a&token=b``: one per room a JS process opens).
 _MAX_TOKENS = 16
 _MAX_TOKEN_LENGTH = 512
+# As in the native router: a target behind on reading is others' doing, not the sender's.
+_NOT_COUNTED = {"target-busy": 0.0}
 
 
 @dataclass
@@ -49,8 +61,10 @@ class _Subscriber:
     conn: int
     limits: ConnectionLimits
     tokens: tuple[str, ...]
+    address: str
     # Each subscribed topic, with the ids this connection bound there (oldest first).
     topics: dict[str, list[str]] = field(default_factory=dict)
+    backlog: int = 0  # bytes sent to it that the adapter has not yet handed to the network
 
 
 class TopicRouter:
@@ -67,6 +81,8 @@ class TopicRouter:
         self._subscribers: dict[int, _Subscriber] = {}
         self._topics: dict[str, dict[int, _Subscriber]] = {}
         self._bound: dict[str, dict[str, int]] = {}  # topic -> peer id -> connection
+        self._topic_addresses: dict[str, dict[str, int]] = {}  # topic -> address -> members
+        self._deadlines = DeadlineHeap(self._deadline_of)
         self._next_conn = 0
         self._outgoing: list[tuple[int, str]] = []
         self._closing: list[tuple[int, int, str]] = []
@@ -78,30 +94,40 @@ class TopicRouter:
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def connect(self, now: float, *, path: str = "/") -> int:
+    def connect(
+        self, now: float, *, path: str = "/", address: str = "", origin: str | None = None
+    ) -> int:
         """A new connection; ``path`` is its request path, whose ``token`` parameters admit it
-        to token-guarded topics (y-webrtc can pass nothing else). Returns its handle."""
+        to token-guarded topics (y-webrtc can pass nothing else). ``address`` keys the
+        per-topic cap; ``origin`` is unused (no login). Returns its handle."""
         self._next_conn += 1
-        self._subscribers[self._next_conn] = _Subscriber(
-            self._next_conn, ConnectionLimits(self.settings, now), _tokens_of(path)
-        )
-        return self._next_conn
+        conn = self._next_conn
+        limits = ConnectionLimits(self.settings, now, login=False)
+        self._subscribers[conn] = _Subscriber(conn, limits, _tokens_of(path), address)
+        self._deadlines.push(limits.deadline, conn)
+        return conn
 
     def receive(self, conn: int, data: bytes | str, now: float) -> None:
         """One frame from ``conn``; then drain ``take_outgoing()`` and ``take_closing()``."""
         subscriber = self._subscribers.get(conn)
         if subscriber is None:
             return
-        refusal = subscriber.limits.receive(now)
+        refusal = subscriber.limits.receive(now, frame_size(data))
         if refusal is not None:
-            self._refuse(subscriber, *refusal)
+            self._refuse(subscriber, now, *refusal)
             return
         try:
             message = decode_topic_message(data, max_size=self.settings.max_message_size)
         except ProtocolError as exc:
-            self._refuse(subscriber, "malformed", str(exc))
+            self._refuse(subscriber, now, "malformed", str(exc))
             return
-        self._handle(subscriber, message)
+        self._handle(subscriber, message, now)
+
+    def sent(self, conn: int, size: int) -> None:
+        """``size`` bytes of ``conn``'s output reached the network: room for more relays."""
+        subscriber = self._subscribers.get(conn)
+        if subscriber is not None:
+            subscriber.backlog = max(0, subscriber.backlog - size)
 
     def disconnect(self, conn: int) -> None:
         """The connection is gone: leave its topics."""
@@ -113,17 +139,22 @@ class TopicRouter:
         logger.debug("= y-webrtc connection %d disconnected", conn)
 
     def handle_timer(self, now: float) -> None:
-        """Drop connections idle past ``idle_timeout``; then drain ``take_closing()``."""
-        for subscriber in list(self._subscribers.values()):
-            idle = subscriber.limits.idle_close(now)
-            if idle is not None:
-                self._close(subscriber, *idle)
+        """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
+        for conn in self._deadlines.pop_due(now):
+            subscriber = self._subscribers[conn]
+            expired = subscriber.limits.expired(now)
+            if expired is not None:
+                self._close(subscriber, *expired)
+            else:  # cannot happen (its deadline was due); never lose a connection's timer
+                self._deadlines.push(subscriber.limits.deadline, conn)
 
     def get_timer(self) -> float | None:
-        """When ``handle_timer()`` must next run."""
-        if not self._subscribers:
-            return None
-        return min(subscriber.limits.idle_at for subscriber in self._subscribers.values())
+        """When ``handle_timer()`` must next run; O(1) amortised (``DeadlineHeap``)."""
+        return self._deadlines.next()
+
+    def _deadline_of(self, conn: int) -> float | None:
+        subscriber = self._subscribers.get(conn)
+        return None if subscriber is None else subscriber.limits.deadline
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -139,39 +170,44 @@ class TopicRouter:
 
     # -- rules --------------------------------------------------------------------------------
 
-    def _handle(self, subscriber: _Subscriber, message: TopicMessage) -> None:
+    def _handle(self, subscriber: _Subscriber, message: TopicMessage, now: float) -> None:
         if isinstance(message, Subscribe):
-            self._subscribe(subscriber, message.topics)
+            self._subscribe(subscriber, message.topics, now)
         elif isinstance(message, Unsubscribe):
             for topic in message.topics:
                 if topic in subscriber.topics:
                     self._leave(subscriber, topic)
         elif isinstance(message, Publish):
-            self._publish(subscriber, message)
+            self._publish(subscriber, message, now)
         elif isinstance(message, Ping):
-            self._send(subscriber.conn, Pong())
+            self._send(subscriber, Pong())
         else:
             kind = type(message).__name__.lower()
-            self._refuse(subscriber, "unexpected", f"clients do not send {kind}")
+            self._refuse(subscriber, now, "unexpected", f"clients do not send {kind}")
 
-    def _subscribe(self, subscriber: _Subscriber, topics: tuple[str, ...]) -> None:
+    def _subscribe(self, subscriber: _Subscriber, topics: tuple[str, ...], now: float) -> None:
         for topic in dict.fromkeys(topics):
             if topic in subscriber.topics:
                 continue  # subscribe is idempotent: clients resend it on every reconnect
             problem = self._token_problem(subscriber, topic)
             if problem is not None:
                 reason = f"join token {problem} for room {short(topic)}"
-                if not self._refuse(subscriber, "token", reason):
+                if not self._refuse(subscriber, now, "token", reason):
                     return
                 continue
             members = self._topics.get(topic, {})
-            refusal = subscriber.limits.join(topic, len(subscriber.topics), len(members))
+            addresses = self._topic_addresses.get(topic, {})
+            refusal = subscriber.limits.join(
+                topic, len(subscriber.topics), len(members), addresses.get(subscriber.address, 0)
+            )
             if refusal is not None:
-                if not self._refuse(subscriber, *refusal) or refusal[0] == "too-many-rooms":
+                if not self._refuse(subscriber, now, *refusal) or refusal[0] == "too-many-rooms":
                     return  # the rest of the list would be refused the same way
                 continue
             members[subscriber.conn] = subscriber
             self._topics[topic] = members
+            addresses[subscriber.address] = addresses.get(subscriber.address, 0) + 1
+            self._topic_addresses[topic] = addresses
             subscriber.topics[topic] = []
             logger.info(
                 "= y-webrtc connection %d subscribed to %s (%d subscribers)",
@@ -200,22 +236,31 @@ class TopicRouter:
         if not bound:
             self._bound.pop(topic, None)
         members = self._topics.get(topic, {})
-        members.pop(subscriber.conn, None)
+        if members.pop(subscriber.conn, None) is not None:
+            addresses = self._topic_addresses.get(topic, {})
+            if addresses.get(subscriber.address, 0) > 1:
+                addresses[subscriber.address] -= 1
+            else:
+                addresses.pop(subscriber.address, None)
         if not members:
             self._topics.pop(topic, None)
+            self._topic_addresses.pop(topic, None)
         logger.debug("= y-webrtc connection %d left %s", subscriber.conn, short(topic))
 
-    def _publish(self, subscriber: _Subscriber, publish: Publish) -> None:
+    def _publish(self, subscriber: _Subscriber, publish: Publish, now: float) -> None:
         topic, data = publish.topic, publish.data
         members = self._topics.get(topic, {})
         if subscriber.conn not in members:
-            self._refuse(subscriber, "unexpected", f"not subscribed to topic {short(topic)}")
+            reason = f"not subscribed to topic {short(topic)}"
+            self._refuse(subscriber, now, "unexpected", reason)
             return
         try:
             relayed = encode_topic_message(Publish(topic, data, clients=len(members)))
         except LocalProtocolError as exc:  # cannot happen for decoded input; never raise
-            self._refuse(subscriber, "malformed", str(exc))
+            self._refuse(subscriber, now, "malformed", str(exc))
             return
+        size = frame_size(relayed)
+        limit = self.settings.send_queue_bytes
         if isinstance(data, dict):  # a plaintext room: announce and signal name their peers
             kind, sender, target = data.get("type"), data.get("from"), data.get("to")
             if kind in ("announce", "signal") and isinstance(sender, str):
@@ -227,12 +272,21 @@ class TopicRouter:
                     logger.debug(
                         "= signal to unknown %s in %s dropped", short(target), short(topic)
                     )
+                elif self._subscribers[conn].backlog + size > limit:
+                    # The target is behind: its sender hears so, nobody is dropped.
+                    reason = f"peer {short(target)} has too much waiting; retry"
+                    self._refuse(subscriber, now, "target-busy", reason)
                 else:
-                    self._outgoing.append((conn, relayed))
+                    self._queue(self._subscribers[conn], relayed, size)
                 return
-        for conn in members:
-            if conn != subscriber.conn:  # y-webrtc clients ignore their own messages anyway
-                self._outgoing.append((conn, relayed))
+        for conn, member in members.items():
+            if conn == subscriber.conn:  # y-webrtc clients ignore their own messages anyway
+                continue
+            if member.backlog + size > limit:
+                # Announcements are repeated by y-webrtc; one skipped costs a member nothing.
+                logger.debug("= publish to busy y-webrtc connection %d skipped", conn)
+                continue
+            self._queue(member, relayed, size)
 
     def _bind(self, subscriber: _Subscriber, topic: str, peer_id: str) -> None:
         """``peer_id`` speaks through this connection in ``topic`` (the latest publisher wins)."""
@@ -252,19 +306,24 @@ class TopicRouter:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _send(self, conn: int, message: TopicMessage) -> None:
-        self._outgoing.append((conn, encode_topic_message(message)))
+    def _send(self, subscriber: _Subscriber, message: TopicMessage) -> None:
+        frame = encode_topic_message(message)
+        self._queue(subscriber, frame, frame_size(frame))
 
-    def _refuse(self, subscriber: _Subscriber, code: str, reason: str) -> bool:
+    def _queue(self, subscriber: _Subscriber, frame: str, size: int) -> None:
+        subscriber.backlog += size
+        self._outgoing.append((subscriber.conn, frame))
+
+    def _refuse(self, subscriber: _Subscriber, now: float, code: str, reason: str) -> bool:
         """Say no; False when that was one refusal too many and the connection is closed."""
         # The reason may quote the peer's input (a decoder's complaint): keep it short.
-        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        reason = cut(reason)
         logger.info("! y-webrtc connection %d refused (%s): %s", subscriber.conn, code, reason)
-        close = subscriber.limits.refused(code)
+        close = subscriber.limits.refused(code, now, _NOT_COUNTED.get(code, 1.0))
         if close is not None:
             self._close(subscriber, *close)
             return False
-        self._send(subscriber.conn, Error(code, reason))
+        self._send(subscriber, Error(code, reason))
         return True
 
     def _close(self, subscriber: _Subscriber, code: int, reason: str) -> None:

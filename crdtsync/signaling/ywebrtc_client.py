@@ -17,8 +17,8 @@ import ssl as ssl_module
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from crdtsync.errors import ConfigError, ProtocolError, SignalingError
 from crdtsync.protocol.ywebrtc_signaling import (
@@ -31,12 +31,11 @@ from crdtsync.protocol.ywebrtc_signaling import (
     decode_topic_message,
     encode_topic_message,
 )
+from crdtsync.signaling.client import CONNECTION_LOST, MAX_MESSAGE_SIZE, dial, retry_delay
 
 __all__ = ["TopicListener", "YWebrtcSignalingClient", "with_token"]
 
 logger = logging.getLogger("crdtsync.signaling")
-
-MAX_MESSAGE_SIZE = 65536  # our server's default frame limit; y-webrtc's has none
 
 
 class TopicListener(Protocol):
@@ -143,13 +142,8 @@ class YWebrtcSignalingClient:
         failures = 0
         while True:
             try:
-                async with connect(
-                    self.url,
-                    compression=None,
-                    open_timeout=self.open_timeout,
-                    ping_interval=None,
-                    max_size=MAX_MESSAGE_SIZE,
-                    **self._tls,
+                async with dial(
+                    self.url, open_timeout=self.open_timeout, tls=self._tls
                 ) as connection:
                     await connection.send(encode_topic_message(Subscribe(self.topics)))
                     failures = 0
@@ -157,13 +151,14 @@ class YWebrtcSignalingClient:
                     logger.info("= connected to %s (y-webrtc)", self.url)
                     self.listener.signaling_connected()
                     await self._serve(connection)
-            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+            except CONNECTION_LOST as exc:
                 logger.info("! lost y-webrtc signaling at %s: %r", self.url, exc)
             finally:
                 self._set_connection(None)
             failures += 1
-            delay = min(self.reconnect_cap, self.reconnect_base * 2 ** (failures - 1))
-            await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
+            await asyncio.sleep(
+                retry_delay(failures, self.reconnect_base, self.reconnect_cap, self._rng)
+            )
 
     async def _serve(self, connection: ClientConnection) -> None:
         loop = asyncio.get_running_loop()

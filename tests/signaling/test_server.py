@@ -26,7 +26,7 @@ from crdtsync.protocol.signaling import (
     decode_signaling,
     encode_signaling,
 )
-from crdtsync.signaling.identity import Identity
+from crdtsync.signaling.identity import Identity, normalise_origin
 from crdtsync.signaling.router import SignalingSettings
 from crdtsync.signaling.server import SignalingServer
 
@@ -43,13 +43,16 @@ async def receive(ws: ClientConnection) -> SignalingMessage:
     return decode_signaling(data, max_size=1 << 20)
 
 
-async def hello(url: str) -> tuple[ClientConnection, str]:
-    ws = await connect(url, compression=None, open_timeout=TIMEOUT)
-    identity = Identity()
+async def hello(
+    url: str, identity: Identity | None = None, *, source: str = "127.0.0.1"
+) -> tuple[ClientConnection, str]:
+    """Log in as ``identity`` (a new one by default) from the address ``source``."""
+    ws = await connect(url, compression=None, open_timeout=TIMEOUT, local_addr=(source, 0))
+    identity = identity or Identity()
     await send(ws, Hello(identity.public_key))
     challenge = await receive(ws)
     assert isinstance(challenge, Challenge)
-    await send(ws, Prove(identity.sign(challenge.nonce)))
+    await send(ws, Prove(identity.prove(normalise_origin(url), challenge.nonce)))
     welcome = await receive(ws)
     assert isinstance(welcome, Welcome)
     return ws, welcome.peer_id

@@ -159,11 +159,12 @@ async def test_each_limit_answers_with_a_json_error() -> None:
 
 
 async def test_idle_connections_are_closed() -> None:
-    async with SignalingServer(settings=SignalingSettings(idle_timeout=0.5)) as server:
+    settings = SignalingSettings(idle_timeout=0.5, login_timeout=0.5)
+    async with SignalingServer(settings=settings) as server:
         ws = await open_(server.url, "room")
         assert await closed_with(ws) == 1001
         silent = await open_(server.url)  # never says a word: belongs to no core, still timed
-        assert await closed_with(silent) == 1001
+        assert await closed_with(silent) == 1008  # the login deadline: no first frame
 
 
 async def test_tokens_ride_in_the_url_query() -> None:

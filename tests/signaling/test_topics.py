@@ -37,8 +37,8 @@ class Harness:
         self.router = TopicRouter(settings, wall_clock=lambda: wall)
         self.now = 0.0
 
-    def connect(self, path: str = "/") -> int:
-        return self.router.connect(self.now, path=path)
+    def connect(self, path: str = "/", address: str = "") -> int:
+        return self.router.connect(self.now, path=path, address=address)
 
     def send(self, conn: int, message: TopicMessage | str | bytes) -> None:
         data = message if isinstance(message, str | bytes) else encode_topic_message(message)
@@ -328,3 +328,52 @@ def test_random_frames_never_raise_and_leave_honest_topics_alone() -> None:
     assert not {alice, bob} & set(h.inbox()), f"seed {seed}"
     h.send(alice, Publish("honest", announce("alice")))
     assert h.inbox() == {bob: [Publish("honest", announce("alice"), clients=2)]}, f"seed {seed}"
+
+
+def test_a_busy_subscriber_is_skipped_or_its_sender_told_never_dropped() -> None:
+    """M2c in y-webrtc: a signal to a connection that is behind is refused (target-busy, not
+    counted); a broadcast skips it; once the adapter reports it drained, relays resume."""
+    h = Harness(SignalingSettings(send_queue_bytes=65536, max_violations=1))
+    a, b, c = h.connect(), h.connect(), h.connect()
+    for conn in (a, b, c):
+        h.send(conn, Subscribe(("notes",)))
+    h.send(b, Publish("notes", announce("peer-b")))
+    h.inbox()
+    big = {"type": "signal", "from": "peer-a", "to": "peer-b", "signal": "x" * 30_000}
+    for _ in range(4):
+        h.send(a, Publish("notes", big))
+    boxes = h.inbox()
+    assert len(boxes[b]) == 2
+    assert [m.code for m in boxes[a]] == ["target-busy"] * 2  # type: ignore[union-attr]
+    loud = {**announce("peer-c"), "pad": "x" * 30_000}
+    h.send(c, Publish("notes", loud))
+    assert list(h.inbox()) == [a]  # b is skipped, not dropped
+    assert h.router.take_closing() == []
+    h.router.sent(b, 1 << 20)
+    h.send(c, Publish("notes", loud))
+    assert sorted(h.inbox()) == [a, b]
+
+
+def test_one_address_takes_a_few_seats_of_a_topic() -> None:
+    h = Harness(SignalingSettings(max_joins_per_room_per_address=2, max_violations=100))
+    squatters = [h.connect(address="198.51.100.7") for _ in range(3)]
+    for conn in squatters:
+        h.send(conn, Subscribe(("notes",)))
+    other = h.connect(address="203.0.113.9")
+    h.send(other, Subscribe(("notes",)))
+    assert h.inbox() == {
+        squatters[2]: [
+            Error("address-crowded", "room 'notes' has 2 peers from this address, the most allowed")
+        ]
+    }
+    assert h.router.topics["notes"] == frozenset({*squatters[:2], other})
+
+
+def test_no_first_frame_login_deadline_here_only_idle() -> None:
+    """y-webrtc has no login: the adapter bounds the first frame; the core only idles."""
+    h = Harness(SignalingSettings(idle_timeout=45.0, login_timeout=5.0))
+    conn = h.connect()
+    assert h.router.get_timer() == 45.0
+    h.router.handle_timer(45.0)
+    assert h.router.take_closing() == [(conn, 1001, "idle for 45 s")]
+    assert h.router.get_timer() is None
