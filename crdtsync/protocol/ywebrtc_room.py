@@ -6,7 +6,9 @@ one more connection offers to the newcomer; ``signal`` carries simple-peer's off
 and trickled candidates to one peer id. Two peers that offer each other at once (glare)
 keep the offer whose glare token is larger, as y-webrtc does. This core reads decoded
 payloads (plaintext, or opened with the room password) and says what to do; the connector
-(``transport/ywebrtc.py``) owns the peer connections.
+(``transport/ywebrtc.py``) owns the peer connections. Offers, dials and remote candidates
+are bounded by ``protocol/answer_budget.py``: y-webrtc's sender ids are self-declared, so
+only the caps in all hold against a flood of fresh ones.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from crdtsync.protocol.answer_budget import (
+    DEFAULT_MAX_CANDIDATES,
+    Admitted,
+    AnswerBudget,
+    cap_candidates,
+)
+
 __all__ = [
+    "GLARE_HANDICAP_MS",
     "AcceptOffer",
     "Dial",
     "DropOffer",
@@ -74,18 +84,34 @@ class RemoteCandidate:
 RoomAction = Dial | AcceptOffer | DropOffer | RemoteAnswer | RemoteCandidate
 
 
+# How much earlier than the clock our offers' glare tokens are (see ``signal``).
+GLARE_HANDICAP_MS = 1000.0
+
+
 @dataclass(slots=True)
 class _Connection:
     initiator: bool
+    ticket: int | None = None  # the budget's, until the connection opens or closes
     token: float | None = None  # glare token of the first signal we sent, until answered
+    candidates: int = 0  # remote candidates taken, in descriptions and trickled
 
 
 class YWebrtcRoom:
     """Signaling state of one room for one peer: feed payloads, publish what it returns."""
 
-    def __init__(self, peer_id: str, *, max_conns: int, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        peer_id: str,
+        *,
+        max_conns: int,
+        rng: random.Random | None = None,
+        budget: AnswerBudget | None = None,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    ) -> None:
         self.peer_id = peer_id
         self.max_conns = max_conns
+        self.budget = budget or AnswerBudget()
+        self.max_candidates = max_candidates
         self._rng = rng or random.Random()
         self._connections: dict[str, _Connection] = {}
         self.ignored = 0  # payloads that were not for us or not understood
@@ -99,7 +125,7 @@ class YWebrtcRoom:
 
     def announce(self) -> dict[str, Any] | None:
         """The announce to publish on (re)connect, or None while the room is full."""
-        if len(self._connections) >= self.max_conns:
+        if self._counted() >= self.max_conns:
             return None
         return {"type": "announce", "from": self.peer_id}
 
@@ -109,8 +135,13 @@ class YWebrtcRoom:
         if connection is None:
             connection = self._connections[remote] = _Connection(initiator=False)
         if connection.token is None:
-            # y-webrtc draws Date.now() + Math.random(): milliseconds, a float.
-            connection.token = now_ms + self._rng.random()
+            # y-webrtc draws Date.now() + Math.random(): milliseconds, a float. Our offers
+            # draw from a second earlier, so that in glare a y-webrtc peer's offer wins and
+            # we answer it: we drop our own offer cleanly, while simple-peer cannot always
+            # roll its back (@roamhq/wrtc: "Called in wrong state: have-remote-offer", and the
+            # pair links only after our dial times out).
+            handicap = GLARE_HANDICAP_MS if connection.initiator else 0.0
+            connection.token = now_ms - handicap + self._rng.random()
         return {
             "type": "signal",
             "from": self.peer_id,
@@ -121,18 +152,33 @@ class YWebrtcRoom:
 
     # -- what happened --------------------------------------------------------------------------
 
-    def dialing(self, remote: str) -> None:
-        """We start a connection to ``remote`` as initiator (a ``Dial``, or the mesh asked)."""
-        self._connections[remote] = _Connection(initiator=True)
+    def dialing(self, remote: str) -> str | None:
+        """We start a connection to ``remote`` as initiator (a ``Dial``, or the mesh asked);
+        None, or why not: too many setups are pending (the budget's cap)."""
+        verdict = self.budget.dial_started(remote)
+        if not isinstance(verdict, Admitted):
+            return verdict.reason
+        self._replace(remote, _Connection(initiator=True, ticket=verdict.ticket))
+        return None
+
+    def connection_opened(self, remote: str) -> None:
+        """The connection to ``remote`` is open: it no longer counts as pending."""
+        connection = self._connections.get(remote)
+        if connection is not None and connection.ticket is not None:
+            self.budget.settled(connection.ticket)
+            connection.ticket = None
 
     def connection_closed(self, remote: str) -> dict[str, Any] | None:
         """A connection ended (failed, closed, given up); returns the announce to publish,
         if any: y-webrtc announces again whenever it has room, and so do we."""
-        self._connections.pop(remote, None)
+        connection = self._connections.pop(remote, None)
+        if connection is not None and connection.ticket is not None:
+            self.budget.settled(connection.ticket)
         return self.announce()
 
-    def receive(self, payload: object) -> list[RoomAction]:
-        """A payload published to the room's topic (decoded); returns what to do."""
+    def receive(self, payload: object, now: float) -> list[RoomAction]:
+        """A payload published to the room's topic (decoded) at ``now`` (monotonic seconds);
+        returns what to do."""
         if not isinstance(payload, dict):
             return self._ignore("not an object")
         sender = payload.get("from")
@@ -145,18 +191,27 @@ class YWebrtcRoom:
         if kind == "announce":
             return self._announced(sender)
         if kind == "signal" and target == self.peer_id:
-            return self._signalled(sender, payload)
+            return self._signalled(sender, payload, now)
         return self._ignore(f"payload type {str(kind)[:40]!r}")
 
     # -- rules ----------------------------------------------------------------------------------
 
     def _announced(self, remote: str) -> list[RoomAction]:
-        if remote in self._connections or len(self._connections) >= self.max_conns:
+        connection = self._connections.get(remote)
+        if connection is not None and connection.ticket is None:
+            return []  # linked already
+        # A y-webrtc peer announces only while it lacks connections: one whose setup with us
+        # is still pending has given it up (its simple-peer failed on its side), so we start
+        # over now rather than after our connect timeout.
+        replaced = connection is not None and connection.initiator  # counted, and goes
+        if self._counted() - replaced >= self.max_conns:
             return []
-        self.dialing(remote)
+        refused = self.dialing(remote)
+        if refused is not None:
+            return self._ignore(f"announce of {remote[:40]}: {refused}")
         return [Dial(remote)]
 
-    def _signalled(self, remote: str, payload: dict[str, Any]) -> list[RoomAction]:
+    def _signalled(self, remote: str, payload: dict[str, Any], now: float) -> list[RoomAction]:
         signal = payload.get("signal")
         if not isinstance(signal, dict):
             return self._ignore("signal without a body")
@@ -175,9 +230,14 @@ class YWebrtcRoom:
                 and connection.token > token
             ):
                 return [DropOffer(remote)]  # glare: our offer's token is larger
-            # Incoming offers are always taken, whatever max_conns says (as y-webrtc does).
-            self._connections[remote] = _Connection(initiator=False)
-            return [AcceptOffer(remote, sdp)]
+            # Incoming offers are taken whatever max_conns says (as y-webrtc does), within
+            # the budget: one pending answer per remote, a few answers a second.
+            verdict = self.budget.offer_received(remote, now)
+            if not isinstance(verdict, Admitted):
+                return self._ignore(f"offer from {remote[:40]}: {verdict.reason}")
+            connection = _Connection(initiator=False, ticket=verdict.ticket)
+            self._replace(remote, connection)
+            return [AcceptOffer(remote, self._capped(connection, remote, sdp))]
         if connection is None:
             return self._ignore(f"{str(kind)[:20]} for no connection")
         if kind == "answer":
@@ -185,14 +245,44 @@ class YWebrtcRoom:
             if not (connection.initiator and isinstance(sdp, str) and len(sdp) <= _MAX_SDP_LENGTH):
                 return self._ignore("answer we did not ask for")
             connection.token = None
-            return [RemoteAnswer(remote, sdp)]
+            return [RemoteAnswer(remote, self._capped(connection, remote, sdp))]
         if kind == "candidate" or "candidate" in signal:
             candidate = parse_candidate(signal.get("candidate"))
             if candidate is None:
                 return []  # TCP, end-of-candidates or malformed: aioice has no use for it
+            if connection.candidates >= self.max_candidates:
+                return self._ignore(f"candidate from {remote[:40]} past {self.max_candidates}")
+            connection.candidates += 1
             line, mid, index = candidate
             return [RemoteCandidate(remote, line, mid, index)]
         return self._ignore(f"signal type {str(kind)[:20]!r}")
+
+    def _counted(self) -> int:
+        """Connections that count against max_conns: open ones and our own dials. Answers
+        still pending do not (unlike y-webrtc): a flood of offers under fresh ids must not
+        stop us from dialing the next newcomer who announces."""
+        return sum(c.initiator or c.ticket is None for c in self._connections.values())
+
+    def _replace(self, remote: str, connection: _Connection) -> None:
+        """``connection`` is now the one with ``remote``; the one before stops pending."""
+        old = self._connections.get(remote)
+        if old is not None and old.ticket is not None:
+            self.budget.settled(old.ticket)
+        self._connections[remote] = connection
+
+    def _capped(self, connection: _Connection, remote: str, sdp: str) -> str:
+        """``sdp`` with only as many candidates as the connection has left to take."""
+        sdp, kept, dropped = cap_candidates(sdp, self.max_candidates - connection.candidates)
+        connection.candidates += kept
+        if dropped:
+            logger.warning(
+                "! %s: dropped %d candidates from %s (at most %d)",
+                self.peer_id,
+                dropped,
+                remote[:40],
+                self.max_candidates,
+            )
+        return sdp
 
     def _ignore(self, why: str) -> list[RoomAction]:
         self.ignored += 1

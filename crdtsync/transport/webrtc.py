@@ -5,6 +5,8 @@ needs no server. aiortc gathers all candidates before ``setLocalDescription`` re
 one offer and one answer carry everything (no trickle). ``ice_servers`` are passed as
 given (none by default: aiortc's own default is a public STUN server, which stalls
 gathering for seconds without internet), and ``host_addresses`` can hold ICE to loopback.
+Which offers get an answer, and how many candidates count, is ``protocol/answer_budget.py``'s:
+each offer carries a random id and its sender's time, and an answer echoes the id it answers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import ssl as ssl_module
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +31,14 @@ from aiortc import (
 )
 
 from crdtsync.errors import ConfigError, SignalingError, TransportError
+from crdtsync.protocol.answer_budget import (
+    DEFAULT_MAX_CANDIDATES,
+    Admitted,
+    AnswerBudget,
+    Refused,
+    ReplayGuard,
+    cap_candidates,
+)
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.room_key import RoomKey
@@ -48,6 +60,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_LABEL = "crdtsync"
 # How long a closing link waits for what it sent last (its BYE, final updates) to leave.
 CLOSE_DRAIN_TIMEOUT = 1.0
+OFFER_ID_SIZE = 16  # random bytes: no two offers of any peer ever share one
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,21 +156,28 @@ class WebRTCConnector(Connector):
         ice_servers: Sequence[str | IceServer] = (),
         host_addresses: Sequence[str] | None = None,
         connect_timeout: float = 15.0,
+        budget: AnswerBudget | None = None,  # its defaults say where they come from
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,  # per offer or answer we receive
     ) -> None:
         if password == "":
             raise ConfigError("a room password must not be empty (None: no password)")
         self.room = room
         self.host_addresses = None if host_addresses is None else tuple(host_addresses)
         self.connect_timeout = connect_timeout
+        self.budget = budget or AnswerBudget()
+        self.max_candidates = max_candidates
+        self._replays = ReplayGuard()
         self._configuration = ice_configuration(ice_servers)
         self.signaling = SignalingClient(
             signaling_url, self, rooms={room: token}, identity=identity, ssl=ssl
         )
         self._password = password
         self._room_key: RoomKey | None = None
-        self.rejected_signals = 0  # payloads dropped: undecodable, or sealed with another key
+        self.rejected_signals = 0  # payloads dropped: undecodable, another key, replayed
         self._listener: LinkListener | None = None
-        self._answers: dict[tuple[str, int], asyncio.Future[str]] = {}
+        # (remote, dial id) -> the id of the offer we sent, and where its answer goes
+        self._answers: dict[tuple[str, int], tuple[bytes, asyncio.Future[str]]] = {}
+        self._answering: dict[int, asyncio.Task[None]] = {}  # budget ticket -> answer task
         self._links: set[WebRTCLink] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dial_ids = itertools.count(1)
@@ -175,7 +195,9 @@ class WebRTCConnector(Connector):
         await self.signaling.wait_joined(self.room, self.connect_timeout)
 
     def dial(self, remote_id: str) -> None:
-        self._spawn(self._dial(remote_id, next(self._dial_ids)))
+        self._spawn(
+            self._dial(remote_id, next(self._dial_ids), self.budget.dial_started(remote_id))
+        )
 
     async def aclose(self) -> None:
         if self._closed:
@@ -201,36 +223,74 @@ class WebRTCConnector(Connector):
                 data = self._room_key.open(data, sender=peer_id, recipient=self.local_id)
             message = msgpack.unpackb(data, raw=False, max_str_len=1 << 16, max_map_len=8)
             kind, sdp, dial_id = message["type"], message["sdp"], message["dial"]
+            offer_id = message["offer"]
             if not (isinstance(sdp, str) and isinstance(dial_id, int)):
                 raise TypeError("sdp must be a string and dial an int")
+            if not (isinstance(offer_id, bytes) and len(offer_id) == OFFER_ID_SIZE):
+                raise TypeError(f"offer id must be {OFFER_ID_SIZE} bytes")
+            if kind == "offer":
+                sent_at = message["time"]
+                if not isinstance(sent_at, int | float) or isinstance(sent_at, bool):
+                    raise TypeError("an offer's time must be a number")
+                stale = self._replays.check(offer_id, float(sent_at), time.time())
+                if stale is not None:
+                    raise SignalingError(stale)
         except Exception as exc:  # hostile or broken peers must not reach our code
             self.rejected_signals += 1
             logger.warning("! %s: refused a signal from %s: %s", self.local_id, peer_id, exc)
             return
         if kind == "offer":
-            self._spawn(self._answer(peer_id, sdp, dial_id))
+            verdict = self.budget.offer_received(peer_id, asyncio.get_running_loop().time())
+            if not isinstance(verdict, Admitted):
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "! %s: no answer to %s: %s", self.local_id, peer_id, verdict.reason
+                    )
+                return
+            self._replays.seen(offer_id, time.time())
+            if verdict.replaces is not None and (old := self._answering.get(verdict.replaces)):
+                old.cancel()  # one pending answer per remote: the newer offer wins
+            task = self._spawn(self._answer(peer_id, sdp, dial_id, offer_id, verdict.ticket))
+            self._answering[verdict.ticket] = task
         elif kind == "answer":
-            future = self._answers.get((peer_id, dial_id))
-            if future is not None and not future.done():
-                future.set_result(sdp)
+            # Bound to the offer: only the id we sent for that dial, and only once.
+            expected = self._answers.get((peer_id, dial_id))
+            if expected is not None and expected[0] == offer_id and not expected[1].done():
+                expected[1].set_result(sdp)
+            else:
+                self.rejected_signals += 1
+                logger.info(
+                    "! %s: refused an answer from %s: no such offer", self.local_id, peer_id
+                )
 
     # -- dialing and answering ------------------------------------------------------------------
 
-    async def _dial(self, remote_id: str, dial_id: int) -> None:
+    async def _dial(self, remote_id: str, dial_id: int, verdict: Admitted | Refused) -> None:
+        if not isinstance(verdict, Admitted):
+            if self._listener is not None and not self._closed:
+                self._listener.link_failed(remote_id, f"not dialed: {verdict.reason}")
+            return
         connection = RTCPeerConnection(self._configuration)
         link: WebRTCLink | None = None
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._answers[(remote_id, dial_id)] = future
+        offer_id = os.urandom(OFFER_ID_SIZE)
+        self._answers[(remote_id, dial_id)] = (offer_id, future)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 channel = connection.createDataChannel(CHANNEL_LABEL, ordered=True)
                 opened = when_open(channel)
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createOffer())
-                offer = self._signal(remote_id, "offer", connection.localDescription.sdp, dial_id)
+                offer = self._signal(
+                    remote_id,
+                    {"type": "offer", "time": time.time()},
+                    connection.localDescription.sdp,
+                    dial_id,
+                    offer_id,
+                )
                 if not await self.signaling.send_signal(self.room, remote_id, offer):
                     raise SignalingError("not connected to the signaling server")
-                answer = await future
+                answer = self._capped(remote_id, await future)
                 await connection.setRemoteDescription(RTCSessionDescription(answer, "answer"))
                 await opened
             link = WebRTCLink(remote_id, connection, channel, initiator=True)
@@ -246,18 +306,28 @@ class WebRTCConnector(Connector):
             return
         finally:
             self._answers.pop((remote_id, dial_id), None)
+            self.budget.settled(verdict.ticket)
         self._opened(link)
 
-    async def _answer(self, remote_id: str, offer: str, dial_id: int) -> None:
+    async def _answer(
+        self, remote_id: str, offer: str, dial_id: int, offer_id: bytes, ticket: int
+    ) -> None:
         connection = RTCPeerConnection(self._configuration)
         channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
         connection.on("datachannel", channels.put_nowait)
         try:
             async with asyncio.timeout(self.connect_timeout):
+                offer = self._capped(remote_id, offer)
                 await connection.setRemoteDescription(RTCSessionDescription(offer, "offer"))
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createAnswer())
-                answer = self._signal(remote_id, "answer", connection.localDescription.sdp, dial_id)
+                answer = self._signal(
+                    remote_id,
+                    {"type": "answer"},
+                    connection.localDescription.sdp,
+                    dial_id,
+                    offer_id,
+                )
                 await self.signaling.send_signal(self.room, remote_id, answer)
                 channel = await channels.get()
                 if channel.label != CHANNEL_LABEL:
@@ -271,7 +341,23 @@ class WebRTCConnector(Connector):
             logger.info("! %s: answering %s failed: %r", self.local_id, remote_id, exc)
             await connection.close()
             return
+        finally:
+            self._answering.pop(ticket, None)
+            self.budget.settled(ticket)
         self._opened(WebRTCLink(remote_id, connection, channel, initiator=False))
+
+    def _capped(self, remote_id: str, sdp: str) -> str:
+        """``sdp`` with at most ``max_candidates`` candidates: each is a check we would send."""
+        sdp, _, dropped = cap_candidates(sdp, self.max_candidates)
+        if dropped:
+            logger.warning(
+                "! %s: dropped %d candidates from %s (at most %d)",
+                self.local_id,
+                dropped,
+                remote_id,
+                self.max_candidates,
+            )
+        return sdp
 
     def _opened(self, link: WebRTCLink) -> None:
         if self._listener is None or self._closed:
@@ -285,17 +371,21 @@ class WebRTCConnector(Connector):
         if not self._closed:
             self._spawn(link.connection.close())
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    def _signal(self, remote_id: str, kind: str, sdp: str, dial_id: int) -> bytes:
-        """An offer or answer for ``remote_id``, sealed with the room key if there is one."""
-        data = msgpack.packb({"type": kind, "sdp": sdp, "dial": dial_id}, use_bin_type=True)
+    def _signal(
+        self, remote_id: str, fields: dict[str, Any], sdp: str, dial_id: int, offer_id: bytes
+    ) -> bytes:
+        """An offer or answer for ``remote_id``, sealed and signed if the room has a key."""
+        message = {**fields, "sdp": sdp, "dial": dial_id, "offer": offer_id}
+        data = msgpack.packb(message, use_bin_type=True)
         if self._room_key is None:
             return data
-        return self._room_key.seal(data, sender=self.local_id, recipient=remote_id)
+        return self._room_key.seal(data, sender=self.signaling.identity, recipient=remote_id)
 
 
 def attach_listener(
@@ -342,6 +432,7 @@ def attach_listener(
 # a close mid-setup it lingers for a moment. Waiting for it keeps "closed" meaning closed.
 CONNECT_TASK = "RTCPeerConnection.__connect"
 CONNECT_TASK_GRACE = 2.0  # seconds; in practice it ends within milliseconds
+CONSENT_TASK = "Connection.query_consent"  # aioice's consent freshness checks (RFC 7675)
 
 
 def when_open(channel: RTCDataChannel) -> asyncio.Future[None]:
@@ -358,11 +449,32 @@ def when_open(channel: RTCDataChannel) -> asyncio.Future[None]:
 
 async def connect_tasks_ended() -> None:
     """Wait (briefly) for the connect tasks aiortc starts per connection and does not await
-    when it closes; anything closing connections of its own (tests, benchmarks) calls it."""
-    tasks = [
-        task
-        for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__qualname__", "") == CONNECT_TASK
-    ]
+    when it closes; anything closing connections of its own (tests, benchmarks) calls it.
+
+    Then stop the consent checks of ICE connections closed already: aioice starts them when
+    its checks complete, and a close that lands between completion and that start (a
+    connection given up at the moment it connects, as in glare) leaves them running.
+    """
+    tasks = [task for task in asyncio.all_tasks() if _task_name(task) == CONNECT_TASK]
     if tasks:
         await asyncio.wait(tasks, timeout=CONNECT_TASK_GRACE)
+    orphans = [
+        task
+        for task in asyncio.all_tasks()
+        if _task_name(task) == CONSENT_TASK and _closed_ice_connection(task)
+    ]
+    for task in orphans:
+        task.cancel()
+    if orphans:
+        await asyncio.wait(orphans, timeout=CONNECT_TASK_GRACE)
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    return str(getattr(task.get_coro(), "__qualname__", ""))
+
+
+def _closed_ice_connection(task: asyncio.Task[Any]) -> bool:
+    """Whether a consent task belongs to an aioice connection that was closed."""
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    owner = None if frame is None else frame.f_locals.get("self")
+    return bool(getattr(owner, "_closing", False))

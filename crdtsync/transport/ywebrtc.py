@@ -8,6 +8,8 @@ before its offer. aiortc puts every candidate in its offer or answer, so we neve
 trickles, so remote candidates are added as they come, queued until the remote description
 is set, and TCP ones are skipped (aioice speaks UDP only). In password rooms every payload
 is sealed with y-webrtc's room cipher; the data channel itself is only DTLS, as in y-webrtc.
+Which offers get an answer, and how many candidates count, is the room core's
+(``protocol/ywebrtc_room.py``, with ``protocol/answer_budget.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from crdtsync.errors import ConfigError, ProtocolError
+from crdtsync.protocol.answer_budget import DEFAULT_MAX_CANDIDATES, AnswerBudget
 from crdtsync.protocol.ywebrtc_crypto import RoomCipher
 from crdtsync.protocol.ywebrtc_room import (
     AcceptOffer,
@@ -85,6 +88,8 @@ class YWebrtcConnector(Connector):
         max_conns: int = DEFAULT_MAX_CONNS,
         connect_timeout: float = 15.0,
         rng: random.Random | None = None,
+        budget: AnswerBudget | None = None,  # its defaults say where they come from
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,  # per connection, described or trickled
     ) -> None:
         if password == "":
             raise ConfigError("a room password must not be empty (None: no password)")
@@ -96,7 +101,14 @@ class YWebrtcConnector(Connector):
         self._configuration = ice_configuration(ice_servers)
         self._password = password
         self._cipher: RoomCipher | None = None
-        self._rooms = YWebrtcRoom(self._local_id, max_conns=max_conns, rng=rng)
+        self._rooms = YWebrtcRoom(
+            self._local_id,
+            max_conns=max_conns,
+            rng=rng,
+            budget=budget,
+            max_candidates=max_candidates,
+        )
+        self.budget = self._rooms.budget
         self.signaling = YWebrtcSignalingClient(
             with_token(signaling_url, token), self, topics=(room,), ssl=ssl, rng=rng
         )
@@ -119,8 +131,11 @@ class YWebrtcConnector(Connector):
 
     def dial(self, remote_id: str) -> None:
         if remote_id not in self._remotes:
-            self._rooms.dialing(remote_id)
-            self._act(Dial(remote_id))
+            refused = self._rooms.dialing(remote_id)
+            if refused is None:
+                self._act(Dial(remote_id))
+            else:
+                self._spawn(self._not_dialed(remote_id, refused))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -156,13 +171,14 @@ class YWebrtcConnector(Connector):
                 self.rejected_signals += 1
                 logger.debug("! %s: cannot open a payload: %s", self._local_id, exc)
                 return
-        for action in self._rooms.receive(data):
+        for action in self._rooms.receive(data, asyncio.get_running_loop().time()):
             self._act(action)
 
     # -- acting on the room's decisions ---------------------------------------------------------
 
     def _act(self, action: RoomAction) -> None:
         if isinstance(action, Dial):
+            self._drop(action.remote, "the remote announced again: it gave our setup up")
             remote = self._remotes[action.remote] = _Remote(RTCPeerConnection(self._configuration))
             remote.task = self._spawn(self._dial(action.remote, remote))
         elif isinstance(action, AcceptOffer):
@@ -250,11 +266,17 @@ class YWebrtcConnector(Connector):
         except Exception as exc:  # a candidate aiortc cannot use is not worth the link
             logger.debug("! %s: candidate refused: %r", self._local_id, exc)
 
+    async def _not_dialed(self, remote_id: str, reason: str) -> None:
+        """Say a dial the budget refused failed (from a task: listeners are not re-entered)."""
+        if self._listener is not None and not self._closed:
+            self._listener.link_failed(remote_id, f"not dialed: {reason}")
+
     def _opened(self, remote_id: str, remote: _Remote, link: WebRTCLink) -> None:
         remote.task = None
         if self._listener is None or self._closed or self._remotes.get(remote_id) is not remote:
             self._spawn(link.aclose())
             return
+        self._rooms.connection_opened(remote_id)
         remote.link = link
         attach_listener(link, self._listener, name=self._local_id, gone=self._gone)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pycrdt
 import pytest
+from relaying import TcpRelay, pump
 
 from crdtsync import ConfigError, Peer
 from crdtsync.errors import SignalingError
@@ -33,55 +34,15 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-class RecordingRelay:
+class RecordingRelay(TcpRelay):
     """A TCP relay to the signaling server that keeps what the server sent."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.from_server = bytearray()
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> RecordingRelay:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", self.target_port
-        )
-        try:
-            await asyncio.gather(
-                self._pump(reader, upstream_writer, record=False),
-                self._pump(upstream_reader, writer, record=True),
-            )
-        finally:
-            writer.close()
-            upstream_writer.close()
-
-    async def _pump(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, record: bool
-    ) -> None:
-        while data := await source.read(65536):
-            if record:
-                self.from_server += data
-            sink.write(data)
-            await sink.drain()
-        sink.close()
+    async def _from_server(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        await pump(source, sink, seen=self.from_server.extend)
 
 
 class Refusals(logging.Handler):
