@@ -258,9 +258,9 @@ class DeadlineHeap:
     drop entries of closed connections (lazy update and deletion).
     """
 
-    def __init__(self, deadline_of: Callable[[int], float | None]) -> None:
-        # The connection's real deadline now, or None once it is closed.
-        self._deadline_of = deadline_of
+    def __init__(self, limits_of: Callable[[int], ConnectionLimits | None]) -> None:
+        # The connection's limits (its real deadline), or None once it is closed.
+        self._limits_of = limits_of
         self._heap: list[tuple[float, int]] = []
 
     def push(self, deadline: float, conn: int) -> None:
@@ -271,13 +271,13 @@ class DeadlineHeap:
         heap = self._heap
         while heap:
             stored, conn = heap[0]
-            real = self._deadline_of(conn)
-            if real == stored:
-                return stored
-            if real is None:
+            limits = self._limits_of(conn)
+            if limits is None:
                 heapq.heappop(heap)
+            elif limits.deadline == stored:
+                return stored
             else:
-                heapq.heapreplace(heap, (real, conn))
+                heapq.heapreplace(heap, (limits.deadline, conn))
         return None
 
     def pop_due(self, now: float) -> list[int]:
@@ -286,6 +286,18 @@ class DeadlineHeap:
         while (deadline := self.next()) is not None and deadline <= now:
             due.append(heapq.heappop(self._heap)[1])
         return due
+
+    def expire(self, now: float) -> list[tuple[int, int, str]]:
+        """The connections due at ``now``, each with the close (code, reason) it gets."""
+        closes = []
+        for conn in self.pop_due(now):
+            limits = self._limits_of(conn)
+            expired = None if limits is None else limits.expired(now)
+            if expired is not None:
+                closes.append((conn, *expired))
+            elif limits is not None:  # cannot happen (it was due); never lose a timer
+                self.push(limits.deadline, conn)
+        return closes
 
     def __len__(self) -> int:
         return len(self._heap)

@@ -87,7 +87,7 @@ class Router:
         self._by_peer: dict[str, _Client] = {}
         self._rooms: dict[str, set[str]] = {}
         self._room_addresses: dict[str, dict[str, int]] = {}  # room -> address -> members
-        self._deadlines = DeadlineHeap(self._deadline_of)
+        self._deadlines = DeadlineHeap(self._limits_of)
         self._next_conn = 0
         self._outgoing: list[tuple[int, bytes]] = []
         self._closing: list[tuple[int, int, str]] = []
@@ -153,21 +153,16 @@ class Router:
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
-        for conn in self._deadlines.pop_due(now):
-            client = self._clients[conn]
-            expired = client.limits.expired(now)
-            if expired is not None:
-                self._close(client, *expired)
-            else:  # cannot happen (its deadline was due); never lose a connection's timer
-                self._deadlines.push(client.limits.deadline, conn)
+        for conn, code, reason in self._deadlines.expire(now):
+            self._close(self._clients[conn], code, reason)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer()`` must next run; O(1) amortised (``DeadlineHeap``)."""
         return self._deadlines.next()
 
-    def _deadline_of(self, conn: int) -> float | None:
+    def _limits_of(self, conn: int) -> ConnectionLimits | None:
         client = self._clients.get(conn)
-        return None if client is None else client.limits.deadline
+        return None if client is None else client.limits
 
     # -- outputs ------------------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ class TopicRouter:
         self._topics: dict[str, dict[int, _Subscriber]] = {}
         self._bound: dict[str, dict[str, int]] = {}  # topic -> peer id -> connection
         self._topic_addresses: dict[str, dict[str, int]] = {}  # topic -> address -> members
-        self._deadlines = DeadlineHeap(self._deadline_of)
+        self._deadlines = DeadlineHeap(self._limits_of)
         self._next_conn = 0
         self._outgoing: list[tuple[int, str]] = []
         self._closing: list[tuple[int, int, str]] = []
@@ -140,21 +140,16 @@ class TopicRouter:
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
-        for conn in self._deadlines.pop_due(now):
-            subscriber = self._subscribers[conn]
-            expired = subscriber.limits.expired(now)
-            if expired is not None:
-                self._close(subscriber, *expired)
-            else:  # cannot happen (its deadline was due); never lose a connection's timer
-                self._deadlines.push(subscriber.limits.deadline, conn)
+        for conn, code, reason in self._deadlines.expire(now):
+            self._close(self._subscribers[conn], code, reason)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer()`` must next run; O(1) amortised (``DeadlineHeap``)."""
         return self._deadlines.next()
 
-    def _deadline_of(self, conn: int) -> float | None:
+    def _limits_of(self, conn: int) -> ConnectionLimits | None:
         subscriber = self._subscribers.get(conn)
-        return None if subscriber is None else subscriber.limits.deadline
+        return None if subscriber is None else subscriber.limits
 
     # -- outputs ------------------------------------------------------------------------------
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from crdtsync.errors import ConfigError
-from crdtsync.signaling.limits import Admission, DeadlineHeap, SignalingSettings, address_key
+from crdtsync.signaling.limits import (
+    Admission,
+    ConnectionLimits,
+    DeadlineHeap,
+    SignalingSettings,
+    address_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,14 +53,18 @@ def test_refusals_are_logged_once_per_address_per_interval() -> None:
 
 
 def test_the_deadline_heap_fixes_stale_entries_and_drops_closed_ones() -> None:
-    real: dict[int, float] = {1: 10.0, 2: 20.0, 3: 30.0}
+    settings = SignalingSettings(idle_timeout=10.0)
+    real = {
+        conn: ConnectionLimits(settings, start, login=False)
+        for conn, start in ((1, 0.0), (2, 10.0), (3, 20.0))
+    }
     heap = DeadlineHeap(real.get)
-    for conn, deadline in real.items():
-        heap.push(deadline, conn)
-    real[1] = 25.0  # a message moved it later; the heap is not touched
+    for conn, limits in real.items():
+        heap.push(limits.deadline, conn)
+    assert real[1].receive(15.0, 1) is None  # a message moved it later; the heap is not touched
     del real[2]  # closed
     assert heap.next() == 25.0
-    assert heap.pop_due(26.0) == [1]
+    assert heap.expire(26.0) == [(1, 1001, "idle for 10 s")]
     assert heap.next() == 30.0
     assert len(heap) == 1
 
