@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pycrdt
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection
 
 from crdtsync.peer import Peer
 from crdtsync.transport.ice_hosts import host_addresses
-from crdtsync.transport.webrtc import connect_tasks_ended, when_open
+from crdtsync.transport.webrtc import connect_tasks_ended, ice_configuration, when_open
 
 __all__ = ["LOOPBACK", "RawMesh", "linked_peers", "raw_mesh"]
 
@@ -85,7 +85,9 @@ async def raw_mesh(nodes: int, *, timeout: float) -> AsyncIterator[RawMesh]:
 
 
 def _connection() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    # Built as our connectors build theirs (ice_configuration), check pacing included, so
+    # the floor is bare aiortc as crdtsync runs it.
+    return RTCPeerConnection(ice_configuration(()))
 
 
 async def _open(

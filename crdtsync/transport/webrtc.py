@@ -42,6 +42,7 @@ from crdtsync.protocol.answer_budget import (
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.room_key import RoomKey
+from crdtsync.transport import ice_pacing
 from crdtsync.transport.base import Connector, Link, LinkListener
 from crdtsync.transport.ice_hosts import host_addresses
 
@@ -73,7 +74,11 @@ class IceServer:
 
 
 def ice_configuration(ice_servers: Sequence[str | IceServer]) -> RTCConfiguration:
-    """aiortc's configuration for these STUN/TURN servers (none: host candidates only)."""
+    """aiortc's configuration for these STUN/TURN servers (none: host candidates only).
+
+    Every connection of ours is built with one, so this is also where ICE checks get paced
+    at 5 ms instead of aioice's 20 ms (``ice_pacing``)."""
+    ice_pacing.install()
     servers = [
         server if isinstance(server, IceServer) else IceServer(server) for server in ice_servers
     ]
