@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 import pycrdt
 import pytest
 from conftest import BrowserPeerFactory, NodePeerFactory, require_loopback_namespace
+from test_multiprocess import cleanup, start_server
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from yjs_peers import YjsPeer
@@ -202,17 +204,21 @@ async def test_two_megabytes_reach_a_node_newcomer(
     assert await node.text() == content
 
 
-async def test_edits_flow_after_the_signaling_server_dies(
+async def test_edits_flow_after_the_signaling_server_is_killed(
     node_peers: NodePeerFactory, python_peers: PythonPeerFactory
 ) -> None:
-    async with SignalingServer("127.0.0.1", 0) as server:
-        peer = await python_peers("orphans", server.url)
-        (node,) = await node_peers(1, "orphans", server.url)
+    server, url = await start_server()
+    async with cleanup([server]):
+        peer = await python_peers("orphans", url)
+        (node,) = await node_peers(1, "orphans", url)
         await peer.wait_for_peers(1, timeout=TIMEOUT)
-    # The server is gone; the data channel does not need it.
-    insert(peer, 0, "after;")
-    await node.insert(0, "still;")
-    await converged([peer], [node], "after;", "still;")
+        server.send_signal(signal.SIGKILL)
+        await server.wait()
+        # The server is gone; the data channel does not need it.
+        insert(peer, 0, "after;")
+        await node.insert(0, "still;")
+        await converged([peer], [node], "after;", "still;")
+        assert await node.peer_count() == 1
 
 
 @pytest.fixture
