@@ -24,6 +24,7 @@ BENCHMARKS = {
     "initial-sync": "initial_sync",
     "scale": "scale",
     "interop": "interop",  # Node peers: needs npm ci and a loopback-only network namespace
+    "signaling": "signaling",  # y-webrtc's server.js beside ours: needs npm ci
 }
 
 
