@@ -1,9 +1,9 @@
 """The mesh manager: one link per remote peer, a sync session on each, relays where needed.
 
-It reacts to the room (members come and go) and to links (opened, data, lost), decides whom
-to dial (everyone when the room fits in ``max_conns``, else the ring successor plus a seeded
-random subset), resolves glare, redials with backoff, and moves updates between the replica
-and the link cores. Transport-agnostic: it sees only ``Connector`` and ``Link``. All protocol
+It reacts to the room (members come and go) and to links (opened, data, lost), dials whom
+its dial policy says (``protocol/dialing.py``: everyone when the room fits in
+``max_conns``, else the ring successor plus a seeded random subset, with backoff), resolves
+glare, and moves updates between the replica and the link cores. Transport-agnostic: it sees only ``Connector`` and ``Link``. All protocol
 rules live in the cores; this is their adapter to the event loop.
 """
 
@@ -21,6 +21,7 @@ import pycrdt
 from crdtsync.errors import ConfigError, ProtocolError, SyncTimeoutError, TransportError
 from crdtsync.protocol.awareness import Presence
 from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW, BatchWindow
+from crdtsync.protocol.dialing import DialPolicy
 from crdtsync.protocol.events import (
     AwarenessQueried,
     AwarenessReceived,
@@ -60,7 +61,6 @@ def native_link_core(
 VIOLATIONS = frozenset(
     {CloseCode.PROTOCOL_ERROR, CloseCode.UNSUPPORTED_VERSION, CloseCode.TOO_BIG, CloseCode.POLICY}
 )
-VIOLATION_PENALTY = 3  # doublings of the redial delay per violation: 0.1 s becomes 0.8 s
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +139,13 @@ class Mesh:
         self._conns: dict[str, _Conn] = {}
         self._members: frozenset[str] = frozenset()
         self._dialing: set[str] = set()
-        self._attempts: dict[str, int] = {}
-        self._violations: dict[str, int] = {}  # links we closed for a peer's bad input
-        self._next_attempt: dict[str, float] = {}
-        self._priorities: dict[str, float] = {}
+        self._policy = DialPolicy(
+            connector.local_id,
+            max_conns=self.settings.max_conns,
+            reconnect_base=self.settings.reconnect_base,
+            reconnect_cap=self.settings.reconnect_cap,
+            rng=self._rng,
+        )
         self._announced: frozenset[str] = frozenset()
         self._maintain_timer: asyncio.TimerHandle | None = None
         self._presence_timer: asyncio.TimerHandle | None = None
@@ -273,10 +276,7 @@ class Mesh:
             return
         logger.debug("= %s sees members %s", self.local_id, sorted(members))
         self._members = members
-        for remote in list(self._next_attempt):
-            if remote not in members:
-                self._attempts.pop(remote, None)
-                self._next_attempt.pop(remote, None)
+        self._policy.members_changed(members)
         self._maintain()
         self._notify()
 
@@ -351,7 +351,7 @@ class Mesh:
             return
         logger.info("! %s could not link to %s: %s", self.local_id, remote_id, reason)
         self._dialing.discard(remote_id)
-        self._back_off(remote_id)
+        self._policy.failed(remote_id, self._now())
         self._maintain()
 
     def data_received(self, link: Link, data: bytes) -> None:
@@ -404,8 +404,7 @@ class Mesh:
         remote = conn.link.remote_id
         if isinstance(event, HelloReceived):
             logger.info("= %s linked with %s", self.local_id, remote)
-            self._attempts.pop(remote, None)
-            self._next_attempt.pop(remote, None)
+            self._policy.linked(remote)
             self._announce_links_soon()
         elif isinstance(event, SyncCompleted):
             logger.debug("= %s synced %s with %s", self.local_id, event.doc_id, remote)
@@ -450,7 +449,7 @@ class Mesh:
         if event.code == CloseCode.DUPLICATE:
             return  # the link that replaces it syncs in full
         if not event.by_remote and event.code in VIOLATIONS:
-            self._violations[remote] = self._violations.get(remote, 0) + 1
+            self._policy.violated(remote)
         if conn.protocol.remote_id is not None:
             # Updates in flight on the lost link may be gone, and peers may have counted on
             # that link when they chose not to relay: ask everyone else for what we lack.
@@ -458,7 +457,7 @@ class Mesh:
                 other.protocol.resync(self.replica.doc_id)
                 self._pump(other)
             self._announce_links()
-        self._back_off(remote)
+        self._policy.failed(remote, self._now())
         self._maintain()
 
     def _announce_links_soon(self) -> None:
@@ -551,55 +550,22 @@ class Mesh:
     def _dialer(self, link: Link) -> str:
         return self.local_id if link.initiator else link.remote_id
 
-    def _wanted(self) -> tuple[list[str], int]:
-        """Peers to be linked with, most wanted first, and how many of them are a must."""
-        others = sorted(self._members)
-        if len(others) <= self.settings.max_conns:
-            # Full mesh: the smaller id dials, so two peers never dial each other.
-            return [remote for remote in others if remote > self.local_id], len(others)
-        # Partial mesh: the ring successor keeps the room connected whatever the random
-        # picks are; the rest is a random subset, stable while membership lasts.
-        successor = next((remote for remote in others if remote > self.local_id), others[0])
-        rest = sorted(
-            (remote for remote in others if remote != successor),
-            key=lambda remote: self._priorities.setdefault(remote, self._rng.random()),
-        )
-        return [successor, *rest], 1
-
     def _maintain(self) -> None:
-        """Dial whom we want and may; come back when a backoff ends."""
+        """Dial whom the policy says; come back when a backoff ends."""
         if self._closed or self._loop is None:
             return
         if self._maintain_timer is not None:
             self._maintain_timer.cancel()
             self._maintain_timer = None
-        now = self._now()
-        wanted, musts = self._wanted()
-        count = len(self._conns) + len(self._dialing)
-        retry_at: float | None = None
-        for index, remote in enumerate(wanted):
-            if remote in self._conns or remote in self._dialing:
-                continue
-            if index >= musts and count >= self.settings.max_conns:
-                break
-            due = self._next_attempt.get(remote, 0.0)
-            if due > now:
-                retry_at = due if retry_at is None else min(retry_at, due)
-                continue
+        dials, retry_at = self._policy.due(
+            self._now(), self._members, self._conns.keys() | self._dialing
+        )
+        for remote in dials:
             logger.debug("> %s dials %s", self.local_id, remote)
             self._dialing.add(remote)
-            count += 1
             self.connector.dial(remote)
         if retry_at is not None:
             self._maintain_timer = self._loop.call_at(retry_at, self._maintain)
-
-    def _back_off(self, remote: str) -> None:
-        attempts = self._attempts.get(remote, 0) + 1
-        self._attempts[remote] = attempts
-        # A peer that sent bad input waits longer, and never earns a quick redial back.
-        exponent = attempts - 1 + VIOLATION_PENALTY * self._violations.get(remote, 0)
-        delay = min(self.settings.reconnect_cap, self.settings.reconnect_base * 2**exponent)
-        self._next_attempt[remote] = self._now() + delay * (0.5 + self._rng.random() / 2)
 
     # -- timers and tasks -----------------------------------------------------------------------
 
