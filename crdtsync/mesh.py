@@ -3,8 +3,9 @@
 It reacts to the room (members come and go) and to links (opened, data, lost), dials whom
 its dial policy says (``protocol/dialing.py``: everyone when the room fits in
 ``max_conns``, else the ring successor plus a seeded random subset, with backoff), resolves
-glare, and moves updates between the replica and the link cores. Transport-agnostic: it sees only ``Connector`` and ``Link``. All protocol
-rules live in the cores; this is their adapter to the event loop.
+glare, and moves updates between the replica and the link cores. Transport-agnostic: it
+sees only ``Connector`` and ``Link``. All protocol rules live in the cores; this is their
+adapter to the event loop.
 """
 
 from __future__ import annotations

@@ -303,13 +303,12 @@ class YWebrtcConnector(Connector):
             return
         logger.debug("= %s drops its connection to %s: %s", self._local_id, remote_id, reason)
         if remote.task is not None:
-            remote.task.cancel()
+            remote.task.cancel()  # a task cancelled before it ran closes nothing: see below
         if remote.link is not None and not remote.link.closed:
-            link = remote.link
-            link.closed = True
+            remote.link.closed = True
             if self._listener is not None:
-                self._listener.link_lost(link, reason)
-            self._spawn(link.connection.close())
+                self._listener.link_lost(remote.link, reason)
+        self._spawn(remote.connection.close())  # idempotent in aiortc
 
     # -- signaling out --------------------------------------------------------------------------
 
