@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import ssl
 import sys
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from crdtsync.bench.suite import BENCHMARKS
 from crdtsync.demo import DemoOptions, run_demo
 from crdtsync.errors import ConfigError, CrdtSyncError
 from crdtsync.peer import DIALECTS
-from crdtsync.peer_process import run_peer
+from crdtsync.peer_process import run_peer, stop_signals
 from crdtsync.signaling.server import SignalingServer
 
 __all__ = ["main"]
@@ -65,21 +64,12 @@ def _server_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext |
 
 async def _signal(args: argparse.Namespace) -> int:
     tls = _server_tls(args.certfile, args.keyfile)
-    loop = asyncio.get_running_loop()
-    stopped: asyncio.Future[int] = loop.create_future()
-    # Ctrl-C exits 130 as shells expect; SIGTERM (service managers) is a clean stop.
-    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
-        loop.add_signal_handler(signum, _stop, stopped, code)
+    stopped = stop_signals()
     async with SignalingServer(args.host, args.port, ssl=tls) as server:
         print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
         code = await stopped
     logging.getLogger("crdtsync.signaling").info("= signaling server stopped")
     return code
-
-
-def _stop(stopped: asyncio.Future[int], code: int) -> None:
-    if not stopped.done():
-        stopped.set_result(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="crdtsync's own protocol, or y-webrtc to share a room with Yjs browser peers",
     )
     peer.add_argument("--password", help="room password (y-webrtc: as its `password` option)")
+    peer.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep running when input ends (a service, e.g. the always-on keeper of a room); "
+        "stop with SIGTERM or Ctrl-C",
+    )
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "signal" else logging.WARNING
     logging.basicConfig(
@@ -154,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.store,
                     dialect=args.dialect,
                     password=args.password,
+                    serve=args.serve,
                 )
             )
         if args.command == "bench":

@@ -5,10 +5,11 @@ JSON object: ``{"append": "text"}`` adds to the shared text, ``{"flush": true}``
 every edit so far is in the store, ``{"report": true}`` prints the peer's state,
 ``{"quit": true}`` leaves. Each output line is a JSON object: ``{"ready": id}`` once joined,
 ``{"peers": [...]}`` whenever the linked peers change, ``{"flushed": n}`` after the n-th
-flush, and the reports. With ``--store FILE`` the peer keeps its document in that store, so
-a restarted process comes back with its edits. With ``--dialect y-webrtc`` it joins a
-y-webrtc room: with a store, it keeps a browser room's document while every browser is
-closed, and hands it to the next one that opens the room.
+flush, and the reports. The end of input ends the peer too, unless ``--serve`` (a service's
+input ends at once): then it runs until SIGTERM or Ctrl-C. With ``--store FILE`` the peer
+keeps its document in that store, so a restarted process comes back with its edits. With
+``--dialect y-webrtc`` it joins a y-webrtc room: with a store, it keeps a browser room's
+document while every browser is closed, and hands it to the next one that opens the room.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +28,7 @@ import pycrdt
 from crdtsync.errors import SyncTimeoutError
 from crdtsync.peer import Dialect, Peer
 
-__all__ = ["emit", "read_stdin", "run_peer"]
+__all__ = ["emit", "read_stdin", "run_peer", "stop_signals"]
 
 TEXT = "text"
 MAX_COMMAND_SIZE = 16 << 20  # one input line: room for a large paste
@@ -58,6 +60,21 @@ def _changed(peer: Peer, reported: frozenset[str]) -> Callable[[], bool]:
     return lambda: peer.peers != reported
 
 
+def stop_signals() -> asyncio.Future[int]:
+    """A future that SIGINT (exit code 130, as shells expect) or SIGTERM (0: a service
+    manager's clean stop) completes with the process's exit code."""
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[int] = loop.create_future()
+
+    def stop(code: int) -> None:
+        if not stopped.done():
+            stopped.set_result(code)
+
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        loop.add_signal_handler(signum, stop, code)
+    return stopped
+
+
 async def run_peer(
     signaling: str,
     room: str,
@@ -66,11 +83,12 @@ async def run_peer(
     *,
     dialect: Dialect = "crdtsync",
     password: str | None = None,
+    serve: bool = False,
 ) -> int:
+    """Run one peer until ``{"quit": true}``, the end of input (unless ``serve``: a service's
+    input ends at once), SIGINT or SIGTERM; returns the exit code."""
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    text = doc.get(TEXT, type=pycrdt.Text)
-    commands = await read_stdin()
-    flushes = 0
+    stopped = stop_signals()
     async with Peer(
         doc,
         room=room,
@@ -82,35 +100,48 @@ async def run_peer(
     ) as peer:
         emit(ready=peer.id)
         watcher = asyncio.create_task(_report_peers(peer))
+        commands = asyncio.create_task(_obey(peer, await read_stdin()))
         try:
-            while line := await commands.readline():  # empty: stdin closed
-                try:
-                    command = json.loads(line)
-                    if not isinstance(command, dict):
-                        raise TypeError("a command is a JSON object")
-                except (ValueError, TypeError) as exc:
-                    emit(error=f"bad command: {exc}")
-                    continue
-                if "append" in command:
-                    text.insert(len(text), str(command["append"]))
-                if command.get("flush"):
-                    await peer.flush()
-                    flushes += 1
-                    emit(flushed=flushes)
-                if command.get("report"):
-                    emit(
-                        report={
-                            "id": peer.id,
-                            "text": str(text),
-                            "peers": sorted(peer.peers),
-                            "congested": sorted(peer.congested),
-                            "bytes_sent": peer.bytes_sent,
-                        }
-                    )
-                if command.get("quit"):
-                    break
+            waits: set[asyncio.Future[Any]] = {commands, stopped}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if commands.done() and not commands.result() and serve:
+                await stopped  # the input ended, the peer serves on
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-    return 0
+            for task in (watcher, commands):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    return stopped.result() if stopped.done() else 0
+
+
+async def _obey(peer: Peer, commands: asyncio.StreamReader) -> bool:
+    """Carry out command lines until ``quit`` (True) or the end of input (False)."""
+    text = peer.doc.get(TEXT, type=pycrdt.Text)
+    flushes = 0
+    while line := await commands.readline():  # empty: stdin closed
+        try:
+            command = json.loads(line)
+            if not isinstance(command, dict):
+                raise TypeError("a command is a JSON object")
+        except (ValueError, TypeError) as exc:
+            emit(error=f"bad command: {exc}")
+            continue
+        if "append" in command:
+            text.insert(len(text), str(command["append"]))
+        if command.get("flush"):
+            await peer.flush()
+            flushes += 1
+            emit(flushed=flushes)
+        if command.get("report"):
+            emit(
+                report={
+                    "id": peer.id,
+                    "text": str(text),
+                    "peers": sorted(peer.peers),
+                    "congested": sorted(peer.congested),
+                    "bytes_sent": peer.bytes_sent,
+                }
+            )
+        if command.get("quit"):
+            return True
+    return False

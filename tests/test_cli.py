@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pycrdt
 from websockets.asyncio.client import connect
 
+from crdtsync import Peer, SignalingServer
 from crdtsync.protocol.signaling import (
     Challenge,
     Hello,
@@ -121,3 +125,31 @@ def test_signal_names_a_certificate_it_cannot_load(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"cannot load certificate {missing}" in result.stderr
+
+
+async def test_peer_serve_outlives_its_input_and_stops_on_sigterm() -> None:
+    """The always-on keeper as a service runs it: no input at all (stdin at its end)."""
+    async with SignalingServer("127.0.0.1", 0) as server:
+        process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "crdtsync.cli", "peer", "--serve"],
+            *["--signaling", server.url, "--room", "kept", "--host-address", "127.0.0.1"],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(TIMEOUT):
+                ready = json.loads(await process.stdout.readline())
+            doc: pycrdt.Doc[Any] = pycrdt.Doc()
+            async with Peer(
+                doc, room="kept", signaling=server.url, host_addresses=["127.0.0.1"]
+            ) as peer:
+                await peer.wait_for_peers(1, timeout=TIMEOUT)  # linked, though input ended
+                assert peer.peers == {ready["ready"]}
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(TIMEOUT):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
