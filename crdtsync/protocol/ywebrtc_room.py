@@ -27,6 +27,8 @@ from crdtsync.protocol.answer_budget import (
 
 __all__ = [
     "GLARE_HANDICAP_MS",
+    "GLARE_WAIT",
+    "GLARE_WINDOW",
     "AcceptOffer",
     "Dial",
     "DropOffer",
@@ -45,9 +47,11 @@ _MAX_SDP_LENGTH = 64 * 1024  # the server's frame limit bounds it anyway
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    """Open a connection to ``remote`` as the initiator (we send the offer)."""
+    """Open a connection to ``remote`` as the initiator (we send the offer), after ``wait``
+    seconds: time for the remote's own offer to come first, when it may be dialing us too."""
 
     remote: str
+    wait: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,12 @@ RoomAction = Dial | AcceptOffer | DropOffer | RemoteAnswer | RemoteCandidate
 
 # How much earlier than the clock our offers' glare tokens are (see ``signal``).
 GLARE_HANDICAP_MS = 1000.0
+# An announce heard this soon after our own may come from a peer that is dialing us too; we
+# then hold our offer this long for its offer, which crosses loopback or a LAN in tens of ms
+# (a libwebrtc peer whose offer meets ours mid-creation can fail both: measured with
+# @roamhq/wrtc, "Failed to set SSL role for the transport").
+GLARE_WINDOW = 2.0
+GLARE_WAIT = 0.25
 
 
 @dataclass(slots=True)
@@ -114,6 +124,7 @@ class YWebrtcRoom:
         self.max_candidates = max_candidates
         self._rng = rng or random.Random()
         self._connections: dict[str, _Connection] = {}
+        self._announced_at = float("-inf")
         self.ignored = 0  # payloads that were not for us or not understood
 
     @property
@@ -123,10 +134,11 @@ class YWebrtcRoom:
 
     # -- what to publish ------------------------------------------------------------------------
 
-    def announce(self) -> dict[str, Any] | None:
-        """The announce to publish on (re)connect, or None while the room is full."""
+    def announce(self, now: float) -> dict[str, Any] | None:
+        """The announce to publish at ``now`` (on (re)connect), or None while the room is full."""
         if self._counted() >= self.max_conns:
             return None
+        self._announced_at = now
         return {"type": "announce", "from": self.peer_id}
 
     def signal(self, remote: str, signal: dict[str, Any], now_ms: float) -> dict[str, Any]:
@@ -168,13 +180,13 @@ class YWebrtcRoom:
             self.budget.settled(connection.ticket)
             connection.ticket = None
 
-    def connection_closed(self, remote: str) -> dict[str, Any] | None:
+    def connection_closed(self, remote: str, now: float) -> dict[str, Any] | None:
         """A connection ended (failed, closed, given up); returns the announce to publish,
         if any: y-webrtc announces again whenever it has room, and so do we."""
         connection = self._connections.pop(remote, None)
         if connection is not None and connection.ticket is not None:
             self.budget.settled(connection.ticket)
-        return self.announce()
+        return self.announce(now)
 
     def receive(self, payload: object, now: float) -> list[RoomAction]:
         """A payload published to the room's topic (decoded) at ``now`` (monotonic seconds);
@@ -189,14 +201,14 @@ class YWebrtcRoom:
             return []  # for someone else: servers that broadcast send us everyone's
         kind = payload.get("type")
         if kind == "announce":
-            return self._announced(sender)
+            return self._announced(sender, now)
         if kind == "signal" and target == self.peer_id:
             return self._signalled(sender, payload, now)
         return self._ignore(f"payload type {str(kind)[:40]!r}")
 
     # -- rules ----------------------------------------------------------------------------------
 
-    def _announced(self, remote: str) -> list[RoomAction]:
+    def _announced(self, remote: str, now: float) -> list[RoomAction]:
         connection = self._connections.get(remote)
         if connection is not None and connection.ticket is None:
             return []  # linked already
@@ -209,7 +221,10 @@ class YWebrtcRoom:
         refused = self.dialing(remote)
         if refused is not None:
             return self._ignore(f"announce of {remote[:40]}: {refused}")
-        return [Dial(remote)]
+        # Right after our own announce, the remote may have heard it and be dialing us: give
+        # its offer a moment to come first, and answer it instead of crossing it (glare).
+        recent = now - self._announced_at < GLARE_WINDOW
+        return [Dial(remote, wait=GLARE_WAIT if recent else 0.0)]
 
     def _signalled(self, remote: str, payload: dict[str, Any], now: float) -> list[RoomAction]:
         signal = payload.get("signal")

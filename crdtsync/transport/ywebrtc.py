@@ -156,7 +156,7 @@ class YWebrtcConnector(Connector):
     # -- TopicListener --------------------------------------------------------------------------
 
     def signaling_connected(self) -> None:
-        self._publish(self._rooms.announce())
+        self._publish(self._rooms.announce(self._now()))
 
     def publish_received(self, topic: str, data: object) -> None:
         if self._closed:
@@ -171,7 +171,7 @@ class YWebrtcConnector(Connector):
                 self.rejected_signals += 1
                 logger.debug("! %s: cannot open a payload: %s", self._local_id, exc)
                 return
-        for action in self._rooms.receive(data, asyncio.get_running_loop().time()):
+        for action in self._rooms.receive(data, self._now()):
             self._act(action)
 
     # -- acting on the room's decisions ---------------------------------------------------------
@@ -180,7 +180,7 @@ class YWebrtcConnector(Connector):
         if isinstance(action, Dial):
             self._drop(action.remote, "the remote announced again: it gave our setup up")
             remote = self._remotes[action.remote] = _Remote(RTCPeerConnection(self._configuration))
-            remote.task = self._spawn(self._dial(action.remote, remote))
+            remote.task = self._spawn(self._dial(action.remote, remote, action.wait))
         elif isinstance(action, AcceptOffer):
             self._drop(action.remote, "replaced by the remote's offer")
             remote = self._remotes[action.remote] = _Remote(RTCPeerConnection(self._configuration))
@@ -206,10 +206,12 @@ class YWebrtcConnector(Connector):
                 else:
                     known.candidates.append(candidate)
 
-    async def _dial(self, remote_id: str, remote: _Remote) -> None:
+    async def _dial(self, remote_id: str, remote: _Remote, wait: float = 0.0) -> None:
         connection = remote.connection
         remote.answer = asyncio.get_running_loop().create_future()
         try:
+            if wait:  # the room core's glare rule; an offer from the remote cancels us
+                await asyncio.sleep(wait)
             async with asyncio.timeout(self.connect_timeout):
                 # simple-peer's label: 20 random bytes in hex; nobody checks it.
                 channel = connection.createDataChannel(secrets.token_hex(20), ordered=True)
@@ -287,14 +289,14 @@ class YWebrtcConnector(Connector):
         del self._remotes[link.remote_id]
         if not self._closed:
             self._spawn(link.connection.close())
-            self._publish(self._rooms.connection_closed(link.remote_id))
+            self._publish(self._rooms.connection_closed(link.remote_id, self._now()))
 
     async def _failed(self, remote_id: str, remote: _Remote) -> None:
         await remote.connection.close()
         if self._remotes.get(remote_id) is remote:
             del self._remotes[remote_id]
             if not self._closed:
-                self._publish(self._rooms.connection_closed(remote_id))
+                self._publish(self._rooms.connection_closed(remote_id, self._now()))
 
     def _drop(self, remote_id: str, reason: str) -> None:
         """Give up whatever we have with ``remote_id``: a newer connection replaces it."""
@@ -325,6 +327,9 @@ class YWebrtcConnector(Connector):
     async def _send(self, data: object) -> None:
         if not await self.signaling.publish(self.room, data):
             logger.info("! %s: signaling is down, a payload is lost", self._local_id)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)

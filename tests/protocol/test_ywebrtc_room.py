@@ -8,6 +8,8 @@ import pytest
 
 from crdtsync.protocol.ywebrtc_room import (
     GLARE_HANDICAP_MS,
+    GLARE_WAIT,
+    GLARE_WINDOW,
     AcceptOffer,
     Dial,
     DropOffer,
@@ -37,11 +39,11 @@ def offer(sender: str, token: float, to: str = "me") -> dict[str, object]:
 
 def test_announce_on_connect_and_dial_whoever_announces() -> None:
     r = room()
-    assert r.announce() == {"type": "announce", "from": "me"}
-    assert r.receive({"type": "announce", "from": "them"}, 0.0) == [Dial("them")]
+    assert r.announce(0.0) == {"type": "announce", "from": "me"}
+    assert r.receive({"type": "announce", "from": "them"}, 60.0) == [Dial("them")]
     assert r.connections == {"them"}
     r.connection_opened("them")
-    assert r.receive({"type": "announce", "from": "them"}, 0.0) == []  # linked already
+    assert r.receive({"type": "announce", "from": "them"}, 60.0) == []  # linked already
 
 
 def test_an_announce_during_setup_starts_it_over() -> None:
@@ -57,7 +59,7 @@ def test_max_conns_applies_to_announces_not_to_offers() -> None:
     r = room(max_conns=1)
     assert r.receive({"type": "announce", "from": "one"}, 0.0) == [Dial("one")]
     assert r.receive({"type": "announce", "from": "two"}, 0.0) == []
-    assert r.announce() is None  # a full peer stops announcing
+    assert r.announce(0.0) is None  # a full peer stops announcing
     assert r.receive(offer("three", 1.0), 0.0) == [AcceptOffer("three", "v=0 ...")]
 
 
@@ -154,8 +156,8 @@ def test_hostile_payloads_do_nothing(payload: object) -> None:
 def test_a_closed_connection_announces_again() -> None:
     r = room(max_conns=1)
     r.receive({"type": "announce", "from": "one"}, 0.0)
-    assert r.announce() is None
-    assert r.connection_closed("one") == {"type": "announce", "from": "me"}
+    assert r.announce(0.0) is None
+    assert r.connection_closed("one", 0.0) == {"type": "announce", "from": "me"}
 
 
 @pytest.mark.parametrize(
@@ -214,5 +216,14 @@ def test_offers_are_answered_within_the_budget() -> None:
     assert sum(len(actions) for actions in fresh) == 23  # with mallory's, 24 pending
     assert r.receive({"type": "announce", "from": "newcomer"}, 1.0) == [Dial("newcomer")]
     r.connection_opened("newcomer")
-    r.connection_closed("mallory")
+    r.connection_closed("mallory", 0.0)
     assert r.budget.pending == 23
+
+
+def test_right_after_our_announce_our_offer_waits_for_theirs() -> None:
+    """Both may have heard the other: their offer gets a moment to come first (no glare)."""
+    r = room()
+    r.announce(10.0)
+    assert r.receive({"type": "announce", "from": "them"}, 10.5) == [Dial("them", GLARE_WAIT)]
+    assert r.receive(offer("them", 1.0), 10.6) == [AcceptOffer("them", "v=0 ...")]
+    assert r.receive({"type": "announce", "from": "other"}, 10.0 + GLARE_WINDOW) == [Dial("other")]
