@@ -33,18 +33,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
-import shutil
 import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import pycrdt
 
+from crdtsync.bench import node
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import LOOPBACK
 from crdtsync.errors import ConfigError, SyncTimeoutError, TransportError
@@ -61,25 +60,14 @@ PARTS = ("in-the-room;", "newcomer;")  # what the peer in the room and the newco
 # more often than every few seconds (awareness renewal).
 QUIET_WINDOW = 0.25
 TIMEOUT = 20.0  # for a pair to converge, for a phase to settle: a run takes well under 1 s
-SERVER_START_TIMEOUT = 10.0  # for bin/server.js to accept connections
 NODE_PEER = Path(__file__).with_name("ywebrtc_peer.mjs")
 NODE_PACKAGES = ("y-webrtc", "yjs", "@roamhq/wrtc", "ws")
 COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench interop"
 
 
 def find_node_modules() -> Path:
-    """The folder whose node_modules holds y-webrtc and the rest (this directory or one above,
-    or the source tree this package runs from); ConfigError, saying what to do, if none."""
-    if shutil.which("node") is None:
-        raise ConfigError("bench interop needs Node.js: node is not on PATH")
-    for folder in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
-        modules = folder / "node_modules"
-        if all((modules / name / "package.json").exists() for name in NODE_PACKAGES):
-            return folder
-    raise ConfigError(
-        f"bench interop needs node_modules with {', '.join(NODE_PACKAGES)}: "
-        "run `npm ci` in the crdtsync repository, and run the benchmark from there"
-    )
+    """The folder holding node_modules with the Node peer's packages, or ConfigError."""
+    return node.find_node_modules(NODE_PACKAGES, "bench interop")
 
 
 def preflight() -> Path:
@@ -92,61 +80,6 @@ def preflight() -> Path:
             f"`{COMMAND}`"
         )
     return find_node_modules()
-
-
-# -- y-webrtc's signaling server ------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def ywebrtc_server(root: Path) -> AsyncIterator[str]:
-    """y-webrtc's ``bin/server.js`` on a free port, once it accepts: ``ws://127.0.0.1:PORT``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(root / "node_modules" / "y-webrtc" / "bin" / "server.js"),
-        cwd=root,
-        env={**os.environ, "PORT": str(port)},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,  # one line saying it runs
-    )
-    try:
-        await _accepting(port, process)
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        await _stop(process)
-
-
-async def _accepting(port: int, process: asyncio.subprocess.Process) -> None:
-    try:
-        async with asyncio.timeout(SERVER_START_TIMEOUT):
-            while True:
-                if process.returncode is not None:
-                    raise TransportError(f"y-webrtc server exited with {process.returncode}")
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except ConnectionRefusedError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-    except TimeoutError as exc:
-        raise SyncTimeoutError(
-            f"y-webrtc server not accepting on port {port} within {SERVER_START_TIMEOUT} s"
-        ) from exc
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-    try:
-        async with asyncio.timeout(5.0):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
 
 
 # -- the two kinds of peer ------------------------------------------------------------------------
@@ -229,7 +162,7 @@ class _NodePeer:
                 stdin.write(b'{"cmd": "close"}\n')
                 await stdin.drain()
             stdin.close()
-        await _stop(self._process)
+        await node.stop_process(self._process)
 
 
 class _PythonPeer:
@@ -392,13 +325,13 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
             "quiet_window_ms": QUIET_WINDOW * 1000,
         },
     )
-    async with ywebrtc_server(root) as theirs, SignalingServer("127.0.0.1", 0) as ours:
+    async with node.ywebrtc_server(root) as theirs, SignalingServer("127.0.0.1", 0) as ours:
         for run in range(1, options.runs + 1):
             order = list(CONTENDERS) if run % 2 else list(reversed(CONTENDERS))
             figures: dict[str, tuple[float, int | None]] = {}
             ours_ms: dict[str, float] = {}
             for name in order:
-                figures[name] = await _measure(CONTENDERS[name], root, theirs, wire=True)
+                figures[name] = await _measure(CONTENDERS[name], root, theirs.url, wire=True)
                 ours_ms[name], _ = await _measure(CONTENDERS[name], root, ours.url, wire=False)
             for name in CONTENDERS:
                 result.add(name, "ms", figures[name][0])

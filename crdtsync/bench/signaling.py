@@ -34,16 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from crdtsync.bench import node
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
-from crdtsync.errors import ConfigError, SyncTimeoutError, TransportError
+from crdtsync.errors import SyncTimeoutError, TransportError
 
 __all__ = ["find_ywebrtc_server", "run"]
 
@@ -54,49 +52,17 @@ SECONDS = 2.0
 IDLE = 1000
 NON_READING = 100
 HOSTILE_SECONDS = 13.0  # send_timeout (10 s) after the non-readers' buffers fill
-START_TIMEOUT = 10.0  # for a server to accept connections
+START_TIMEOUT = 10.0  # for our server to print its URL
 LOAD_TIMEOUT = 120.0  # for a load process: a default one takes under 20 s
-YWEBRTC_SERVER = Path("node_modules") / "y-webrtc" / "bin" / "server.js"
 LOAD = "crdtsync.bench.signaling_load"
 
 
 def find_ywebrtc_server() -> Path:
-    """The folder whose node_modules holds y-webrtc (this directory or one above, or the
-    source tree this package runs from); ConfigError, saying what to do, if none."""
-    if shutil.which("node") is None:
-        raise ConfigError("bench signaling needs Node.js: node is not on PATH")
-    for folder in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
-        if (folder / YWEBRTC_SERVER).exists():
-            return folder
-    raise ConfigError(
-        "bench signaling needs node_modules with y-webrtc: run `npm ci` in the crdtsync "
-        "repository, and run the benchmark from there"
-    )
+    """The folder holding node_modules with y-webrtc (its server), or ConfigError."""
+    return node.find_node_modules(("y-webrtc",), "bench signaling")
 
 
 # -- the servers, each in its own process ---------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def _ywebrtc(root: Path) -> AsyncIterator[tuple[str, int]]:
-    """``bin/server.js`` on a free port: (``ws://127.0.0.1:PORT``, its pid). It listens on
-    every interface; only clients on 127.0.0.1 connect."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(root / YWEBRTC_SERVER),
-        cwd=root,
-        env={**os.environ, "PORT": str(port)},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,  # one line saying it runs
-    )
-    try:
-        await _accepting(port, process)
-        yield f"ws://127.0.0.1:{port}", process.pid
-    finally:
-        await _stop(process)
 
 
 @contextlib.asynccontextmanager
@@ -124,38 +90,7 @@ async def _ours() -> AsyncIterator[tuple[str, int]]:
             raise TransportError(f"our server did not start (exit {process.returncode})")
         yield url, process.pid
     finally:
-        await _stop(process)
-
-
-async def _accepting(port: int, process: asyncio.subprocess.Process) -> None:
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while True:
-                if process.returncode is not None:
-                    raise TransportError(f"y-webrtc server exited with {process.returncode}")
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except ConnectionRefusedError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-    except TimeoutError as exc:
-        raise SyncTimeoutError(
-            f"y-webrtc server not accepting on port {port} within {START_TIMEOUT} s"
-        ) from exc
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-    try:
-        async with asyncio.timeout(5.0):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+        await node.stop_process(process)
 
 
 # -- the load, in a process of its own ------------------------------------------------------------
@@ -258,8 +193,8 @@ async def run(
                 async with _ours() as (url, pid):
                     figures[name] = await _load(url, pid, *common, *hostile)
             else:
-                async with _ywebrtc(root) as (url, pid):
-                    figures[name] = await _load(url, pid, *common)
+                async with node.ywebrtc_server(root) as theirs:
+                    figures[name] = await _load(theirs.url, theirs.pid, *common)
         async with _ours() as (url, pid):
             figures["crdtsync native"] = await _load(url, pid, *common, "--dialect", "native")
         for name in ("y-webrtc server", "crdtsync", "crdtsync native"):

@@ -6,10 +6,10 @@ without them it skips, or fails under ``CI=true`` so CI cannot pass by skipping.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
+from tools_needed import require
 
 from crdtsync.bench import interop
 from crdtsync.bench.report import BenchOptions
@@ -19,21 +19,8 @@ from crdtsync.errors import ConfigError
 CONTENDERS = ("node-node", "python-answers", "python-offers")
 
 
-def require_node_peers() -> None:
-    """Skip unless Node peers can run here (as tests/interop's ``require``); fail under CI."""
-    try:
-        interop.preflight()
-    except ConfigError as exc:
-        reason = str(exc)
-    else:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: failing, not skipping)", pytrace=False)
-    pytest.skip(reason)
-
-
 async def test_interop_times_and_counts_every_pair() -> None:
-    require_node_peers()
+    require(interop.preflight)
     lines: list[str] = []
     result = await load("interop")(BenchOptions(runs=1), lines.append)
     assert result.benchmark == "interop"

@@ -7,14 +7,12 @@ CI cannot pass by skipping.
 from __future__ import annotations
 
 import math
-import os
 
-import pytest
+from tools_needed import require
 
 from crdtsync.bench import signaling
 from crdtsync.bench.report import BenchOptions
 from crdtsync.bench.suite import BENCHMARKS
-from crdtsync.errors import ConfigError
 
 SERVERS = ("y-webrtc server", "crdtsync", "crdtsync native")
 PER_SERVER = (
@@ -34,21 +32,8 @@ HOSTILE = (
 )
 
 
-def require_ywebrtc_server() -> None:
-    """Skip unless y-webrtc's server is installed (as test_interop's ``require``); fail under CI."""
-    try:
-        signaling.find_ywebrtc_server()
-    except ConfigError as exc:
-        reason = str(exc)
-    else:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: failing, not skipping)", pytrace=False)
-    pytest.skip(reason)
-
-
 async def test_signaling_measures_both_servers_and_the_hostile_mix() -> None:
-    require_ywebrtc_server()
+    require(signaling.find_ywebrtc_server)
     assert BENCHMARKS["signaling"] == "signaling"
     lines: list[str] = []
     result = await signaling.run(
