@@ -90,11 +90,14 @@ RoomAction = Dial | AcceptOffer | DropOffer | RemoteAnswer | RemoteCandidate
 
 # How much earlier than the clock our offers' glare tokens are (see ``signal``).
 GLARE_HANDICAP_MS = 1000.0
-# An announce heard this soon after our own may come from a peer that is dialing us too; we
-# then hold our offer this long for its offer, which crosses loopback or a LAN in tens of ms
-# (a libwebrtc peer whose offer meets ours mid-creation can fail both: measured with
-# @roamhq/wrtc, "Failed to set SSL role for the transport").
-GLARE_WINDOW = 2.0
+# An announce heard this soon after our own may come from a peer that heard ours too, and
+# is dialing us: both were subscribed when the other announced, so the two announces crossed
+# within about a signaling round trip (milliseconds on a LAN). A newcomer that subscribed
+# later announces later (a Node y-webrtc peer started right after ours: 125 ms, measured),
+# and is dialed at once. Within the window we hold our offer this long for the remote's (a
+# libwebrtc peer whose offer meets ours mid-creation can fail both: measured with
+# @roamhq/wrtc, "Failed to set SSL role"). Wider round trips fall back on the glare tokens.
+GLARE_WINDOW = 0.075
 GLARE_WAIT = 0.25
 
 
