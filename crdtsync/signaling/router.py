@@ -5,7 +5,9 @@ drained with ``take_outgoing()`` (bytes per connection) and ``take_closing()``. 
 adapter in ``server.py`` only moves bytes and says how many went out, so the router knows
 each client's backlog and refuses relays to one that is behind ("target-busy") instead of
 letting others fill its queue. A client over a limit gets an ``error`` message; one that
-keeps at it is disconnected; nobody else notices.
+keeps at it is disconnected; nobody else notices. ``clustered=True`` shares rooms with other
+servers through a backplane (``cluster.py``): joins wait for a seat, leaves release it, signals
+to peers elsewhere are forwarded, and members elsewhere are announced like local ones.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from crdtsync.errors import ProtocolError
@@ -36,6 +38,7 @@ from crdtsync.protocol.signaling import (
     decode_signaling,
     encode_signaling,
 )
+from crdtsync.signaling.cluster import Claim, ClusterCommand, Forward, Release, RemoteMembers
 from crdtsync.signaling.identity import peer_id_of, verify_proof
 from crdtsync.signaling.limits import (
     ConnectionLimits,
@@ -67,6 +70,7 @@ class _Client:
     public_key: bytes | None = None
     nonce: bytes = b""
     rooms: set[str] = field(default_factory=set)
+    claiming: set[str] = field(default_factory=set)  # rooms waiting for a cluster-wide seat
     backlog: int = 0  # bytes sent to it that the adapter has not yet handed to the network
 
 
@@ -79,8 +83,10 @@ class Router:
         *,
         new_nonce: Callable[[], bytes] = lambda: secrets.token_bytes(32),
         wall_clock: Callable[[], float] = time.time,
+        clustered: bool = False,
     ) -> None:
         self.settings = settings or SignalingSettings()
+        self.clustered = clustered
         self._new_nonce = new_nonce
         self._wall_clock = wall_clock
         self._clients: dict[int, _Client] = {}
@@ -91,11 +97,17 @@ class Router:
         self._next_conn = 0
         self._outgoing: list[tuple[int, bytes]] = []
         self._closing: list[tuple[int, int, str]] = []
+        self._remote = RemoteMembers()
+        self._commands: list[ClusterCommand] = []
 
     @property
     def rooms(self) -> dict[str, frozenset[str]]:
-        """Each room's members (peer ids), for logs and tests."""
+        """Each room's members here (peer ids), for logs, metrics, the backplane and tests."""
         return {room: frozenset(members) for room, members in self._rooms.items()}
+
+    def members(self, room: str) -> frozenset[str]:
+        """Everyone in ``room``: here and, as the backplane last said, on other servers."""
+        return frozenset(self._rooms.get(room, ())) | self._remote.members(room)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -145,7 +157,7 @@ class Router:
         client = self._clients.pop(conn, None)
         if client is None:
             return
-        for room in list(client.rooms):
+        for room in [*client.rooms, *client.claiming]:
             self._leave(client, room)
         if client.peer_id is not None:
             del self._by_peer[client.peer_id]
@@ -163,6 +175,77 @@ class Router:
     def _limits_of(self, conn: int) -> ConnectionLimits | None:
         client = self._clients.get(conn)
         return None if client is None else client.limits
+
+    # -- inputs from the backplane (clustered) -------------------------------------------------
+
+    def seat_granted(self, conn: int, room: str, elsewhere: Mapping[str, str]) -> None:
+        """``conn``'s claim on ``room`` holds; ``elsewhere`` are the members (peer id ->
+        server) other servers hold. Completes the join; then drain ``take_outgoing()``."""
+        client = self._clients.get(conn)
+        if client is None or room not in client.claiming:
+            return  # it left meanwhile; its Release follows the claim
+        client.claiming.discard(room)
+        if room in self._rooms:
+            self.members_elsewhere(room, elsewhere)  # news for our members there
+        else:
+            self._remote.replace(room, elsewhere)
+        self._enter(client, room)
+
+    def seat_refused(self, conn: int, room: str, now: float) -> None:
+        """Every seat of ``room`` is taken on some server: the join is refused."""
+        client = self._clients.get(conn)
+        if client is not None and room in client.claiming:
+            client.claiming.discard(room)
+            limit = self.settings.max_peers_per_room
+            self._refuse(client, now, "room-full", f"room {short(room)} has {limit} peers")
+
+    def joined_elsewhere(self, room: str, peer_id: str, server: str) -> None:
+        """``peer_id`` joined ``room`` at ``server``: our members in it hear of it."""
+        local = self._rooms.get(room)
+        if local is not None and peer_id not in local and self._remote.add(room, peer_id, server):
+            self._announce(room, PeerJoined(room, peer_id))
+
+    def left_elsewhere(self, room: str, peer_id: str, server: str) -> None:
+        """``peer_id`` left ``room`` at ``server``."""
+        if self._remote.remove(room, peer_id, server):
+            self._announce(room, PeerLeft(room, peer_id))
+
+    def members_elsewhere(self, room: str, members: Mapping[str, str]) -> None:
+        """The backplane's whole list of ``room``'s members on other servers (a refresh, or a
+        merge after an outage): what differs is announced."""
+        if room not in self._rooms:
+            return
+        local = self._rooms[room]
+        added, removed = self._remote.replace(
+            room, {peer: server for peer, server in members.items() if peer not in local}
+        )
+        for peer_id in sorted(removed):
+            self._announce(room, PeerLeft(room, peer_id))
+        for peer_id in sorted(added):
+            self._announce(room, PeerJoined(room, peer_id))
+
+    def signal_from_elsewhere(self, room: str, sender: str, target: str, data: bytes) -> None:
+        """A signal a peer on another server sent to ``target``, one of ours."""
+        client = self._by_peer.get(target)
+        if client is None or room not in client.rooms:
+            logger.debug("= forwarded signal to %s in %s: not here", short(target), short(room))
+            return
+        frame = encode_signaling(Signal(room, sender, data))
+        if client.backlog + len(frame) > self.settings.send_queue_bytes:
+            logger.debug("= forwarded signal to busy %s dropped", short(target))
+            return  # its sender's link setup retries, as after any lost signal
+        self._queue(client, frame)
+
+    def backplane_lost(self) -> None:
+        """The backplane is gone: every room is local; members elsewhere leave."""
+        for room, peers in self._remote.clear().items():
+            for peer_id in sorted(peers):
+                self._announce(room, PeerLeft(room, peer_id))
+
+    def take_commands(self) -> list[ClusterCommand]:
+        """What the backplane must do, in order (empty unless clustered)."""
+        commands, self._commands = self._commands, []
+        return commands
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -231,7 +314,7 @@ class Router:
 
     def _join(self, client: _Client, join: Join, now: float) -> None:
         assert client.peer_id is not None
-        if join.room in client.rooms:
+        if join.room in client.rooms or join.room in client.claiming:
             self._refuse(client, now, "already-joined", f"already in room {short(join.room)}")
             return
         secret = self.settings.token_secret
@@ -247,26 +330,39 @@ class Router:
                 reason = f"join token {problem} for room {short(join.room)}"
                 self._refuse(client, now, "token", reason)
                 return
-        members = self._rooms.get(join.room, set())
-        addresses = self._room_addresses.get(join.room, {})
-        refusal = client.limits.join(
-            join.room, len(client.rooms), len(members), addresses.get(client.address, 0)
-        )
+        room = join.room
+        members = len(self._rooms.get(room, ())) + self._remote.count(room)
+        from_address = self._room_addresses.get(room, {}).get(client.address, 0)
+        rooms = len(client.rooms) + len(client.claiming)
+        refusal = client.limits.join(room, rooms, members, from_address)
         if refusal is not None:
             self._refuse(client, now, *refusal)
-            return
-        self._rooms[join.room] = members
-        self._room_addresses[join.room] = addresses
-        self._send(client, Joined(join.room, frozenset(members)))
-        for member in members:
-            self._send(self._by_peer[member], PeerJoined(join.room, client.peer_id))
+        elif self.clustered:
+            client.claiming.add(room)
+            limit = self.settings.max_peers_per_room
+            self._commands.append(Claim(room, client.peer_id, client.conn, limit))
+        else:
+            self._enter(client, room)
+
+    def _enter(self, client: _Client, room: str) -> None:
+        assert client.peer_id is not None
+        members = self._rooms.setdefault(room, set())
+        addresses = self._room_addresses.setdefault(room, {})
+        self._send(client, Joined(room, frozenset(members) | self._remote.members(room)))
+        self._announce(room, PeerJoined(room, client.peer_id))
         members.add(client.peer_id)
         addresses[client.address] = addresses.get(client.address, 0) + 1
-        client.rooms.add(join.room)
-        logger.info("= %s joined %s (%d peers)", client.peer_id, short(join.room), len(members))
+        client.rooms.add(room)
+        total = len(members) + self._remote.count(room)
+        logger.info("= %s joined %s (%d peers)", client.peer_id, short(room), total)
 
     def _leave(self, client: _Client, room: str) -> None:
         assert client.peer_id is not None
+        if self.clustered:
+            self._commands.append(Release(room, client.peer_id))
+        if room in client.claiming:
+            client.claiming.discard(room)
+            return
         client.rooms.discard(room)
         members = self._rooms.get(room, set())
         members.discard(client.peer_id)
@@ -275,16 +371,22 @@ class Router:
             addresses[client.address] -= 1
         else:
             addresses.pop(client.address, None)
-        for member in members:
-            self._send(self._by_peer[member], PeerLeft(room, client.peer_id))
+        self._announce(room, PeerLeft(room, client.peer_id))
         if not members:
             self._rooms.pop(room, None)
             self._room_addresses.pop(room, None)
+            self._remote.forget(room)
         logger.info("= %s left %s", client.peer_id, short(room))
 
     def _relay(self, client: _Client, signal: Signal, now: float) -> None:
         assert client.peer_id is not None
         target = self._by_peer.get(signal.peer_id)
+        server = self._remote.server_of(signal.room, signal.peer_id)
+        if signal.room in client.rooms and target is None and server is not None:
+            self._commands.append(
+                Forward(server, signal.room, client.peer_id, signal.peer_id, signal.data)
+            )
+            return
         if signal.room not in client.rooms or target is None or signal.room not in target.rooms:
             # Never across rooms, never to strangers: both must be in the room.
             reason = f"no peer {short(signal.peer_id)} in room {short(signal.room)}"
@@ -302,6 +404,13 @@ class Router:
 
     def _send(self, client: _Client, message: SignalingMessage) -> None:
         self._queue(client, encode_signaling(message))
+
+    def _announce(self, room: str, message: PeerJoined | PeerLeft) -> None:
+        """Tell our members of ``room`` (not the peer it is about)."""
+        data = encode_signaling(message)
+        for member in self._rooms.get(room, ()):
+            if member != message.peer_id:
+                self._queue(self._by_peer[member], data)
 
     def _queue(self, client: _Client, data: bytes) -> None:
         client.backlog += len(data)

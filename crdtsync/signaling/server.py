@@ -9,7 +9,9 @@ and overall (``limits.Admission``) as the TCP connection is accepted, before a b
 over a cap, an HTTP 503 is written and the socket closed at once. The cores decide the rest.
 ``port=0`` picks a free port; ``url`` is the real address. Keepalive and idle timeouts are the
 cores' (clients send ``ping``), so websockets' pings are off, and so is compression (~35%).
-Nothing a remote sends makes a log line longer than a few hundred characters.
+Nothing a remote sends makes a log line longer than a few hundred characters. With
+``redis=URL`` several servers share rooms (``backplane.py``): the cores' cluster commands go
+to the backplane, and what it hears comes back into the cores like a client's input.
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from crdtsync.errors import ConfigError, SignalingError, SyncTimeoutError
+from crdtsync.signaling.cluster import ClusterCommand
 from crdtsync.signaling.identity import normalise_origin
 from crdtsync.signaling.limits import Admission, address_key, cut, frame_size
 from crdtsync.signaling.router import Router, SignalingSettings
 from crdtsync.signaling.topics import TopicRouter
+
+if TYPE_CHECKING:  # redis-py is an extra: imported only when a server is given a Redis URL
+    from crdtsync.signaling.backplane import BackplaneSettings, RedisBackplane
 
 try:
     import resource
@@ -57,6 +63,7 @@ class _Core(Protocol):
     def get_timer(self) -> float | None: ...
     def take_outgoing(self) -> Sequence[tuple[int, bytes | str]]: ...
     def take_closing(self) -> Sequence[tuple[int, int, str]]: ...
+    def take_commands(self) -> Sequence[ClusterCommand]: ...
 
 
 class _Outbox:
@@ -175,13 +182,18 @@ class SignalingServer:
         *,
         settings: SignalingSettings | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        redis: str | None = None,
+        backplane: BackplaneSettings | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.settings = settings or SignalingSettings()
-        self.router = Router(self.settings)
-        self.topics = TopicRouter(self.settings)
+        self.router = Router(self.settings, clustered=redis is not None)
+        self.topics = TopicRouter(self.settings, clustered=redis is not None)
         self._cores: tuple[_Core, ...] = (self.router, self.topics)
+        self._redis_url = redis
+        self._backplane_settings = backplane
+        self.backplane: RedisBackplane | None = None
         self._ssl = ssl
         self._server: Server | None = None
         self._outboxes: dict[tuple[_Core, int], _Outbox] = {}
@@ -191,6 +203,7 @@ class SignalingServer:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._connections_changed = asyncio.Event()  # a handler ended, a socket closed
+        self._handled = asyncio.Event()  # the cores' output was dispatched
 
     @property
     def url(self) -> str:
@@ -200,6 +213,11 @@ class SignalingServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
         return f"{'wss' if self._ssl else 'ws'}://{host}:{port}"
+
+    @property
+    def redis_state(self) -> Literal["disabled", "connecting", "connected", "down"]:
+        """The backplane's state ("disabled" without ``redis=``), for health and tests."""
+        return "disabled" if self.backplane is None else self.backplane.state
 
     @property
     def connection_count(self) -> int:
@@ -224,6 +242,17 @@ class SignalingServer:
                 f"{self.connection_count} connections still open after {timeout:g} s, not {count}"
             ) from exc
 
+    async def wait_until(self, condition: Callable[[], bool], *, timeout: float) -> None:
+        """Until ``condition()`` holds, checked whenever the cores have handled something (a
+        client's frame, a timer, the backplane); SyncTimeoutError after ``timeout`` s."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    self._handled.clear()
+                    await self._handled.wait()
+        except TimeoutError as exc:
+            raise SyncTimeoutError(f"not so within {timeout:g} s") from exc
+
     async def start(self) -> None:
         self.admission = Admission(
             self.settings, max_connections=_fd_budget(self.settings.max_connections)
@@ -245,7 +274,28 @@ class SignalingServer:
             )
         except OSError as exc:
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+        if self._redis_url is not None:
+            await self._start_backplane(self._redis_url)
         logger.info("= signaling server listening on %s", self.url)
+
+    async def _start_backplane(self, url: str) -> None:
+        try:
+            from crdtsync.signaling.backplane import RedisBackplane
+        except ImportError as exc:
+            raise ConfigError(
+                f"redis= needs redis-py: pip install 'crdtsync[redis]' ({exc})"
+            ) from exc
+        try:
+            self.backplane = RedisBackplane(
+                url,
+                native=self.router,
+                topics=self.topics,
+                on_change=self._dispatch,
+                settings=self._backplane_settings,
+            )
+        except ValueError as exc:  # redis-py's word for a URL it cannot read
+            raise ConfigError(f"bad Redis URL: {exc}") from exc
+        await self.backplane.start()
 
     async def aclose(self) -> None:
         """Stop accepting, close every connection, wait for their handlers; idempotent."""
@@ -260,6 +310,8 @@ class SignalingServer:
             for outbox in list(self._open):
                 outbox.close(1001, "server shutting down")
             await self._server.wait_closed()
+        if self.backplane is not None:
+            await self.backplane.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -407,6 +459,7 @@ class SignalingServer:
 
     def _dispatch(self) -> None:
         """Hand the cores' output to the outboxes; re-arm the idle timer."""
+        self._handled.set()
         busy = True
         while busy:  # dropping a slow client makes more output (peer-left to its rooms)
             busy = False
@@ -424,6 +477,9 @@ class SignalingServer:
                     outbox = self._outboxes.pop((core, conn), None)
                     if outbox is not None:
                         outbox.close(code, reason)
+                commands = core.take_commands()
+                if commands and self.backplane is not None:
+                    self.backplane.submit("n" if core is self.router else "y", list(commands))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

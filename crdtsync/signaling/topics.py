@@ -8,13 +8,16 @@ connection that announced its ``to`` id in that topic; encrypted payloads go to 
 The adapter reports bytes written (``sent()``): a signal to a connection that is behind is
 refused to its sender ("target-busy"), a broadcast skips it; nobody is dropped for others.
 y-webrtc ids are not proven, so tokens bound to a peer id (``tokens.py``) admit nobody here.
+``clustered=True`` shares topics with other servers (``cluster.py``): a subscription waits for
+a seat, and a publish that may concern subscribers elsewhere is fanned out to their servers,
+whose cores route it to their own connections by the same rules.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -30,6 +33,7 @@ from crdtsync.protocol.ywebrtc_signaling import (
     decode_topic_message,
     encode_topic_message,
 )
+from crdtsync.signaling.cluster import Claim, ClusterCommand, Fanout, Release, RemoteMembers
 from crdtsync.signaling.limits import (
     ConnectionLimits,
     DeadlineHeap,
@@ -64,6 +68,7 @@ class _Subscriber:
     address: str
     # Each subscribed topic, with the ids this connection bound there (oldest first).
     topics: dict[str, list[str]] = field(default_factory=dict)
+    claiming: set[str] = field(default_factory=set)  # topics waiting for a cluster-wide seat
     backlog: int = 0  # bytes sent to it that the adapter has not yet handed to the network
 
 
@@ -75,8 +80,10 @@ class TopicRouter:
         settings: SignalingSettings | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
+        clustered: bool = False,
     ) -> None:
         self.settings = settings or SignalingSettings()
+        self.clustered = clustered
         self._wall_clock = wall_clock
         self._subscribers: dict[int, _Subscriber] = {}
         self._topics: dict[str, dict[int, _Subscriber]] = {}
@@ -86,11 +93,18 @@ class TopicRouter:
         self._next_conn = 0
         self._outgoing: list[tuple[int, str]] = []
         self._closing: list[tuple[int, int, str]] = []
+        self._remote = RemoteMembers()
+        self._commands: list[ClusterCommand] = []
 
     @property
     def topics(self) -> dict[str, frozenset[int]]:
-        """Each topic's subscribers (connection handles), for logs and tests."""
+        """Each topic's subscribers here (connection handles), for logs, metrics and tests."""
         return {topic: frozenset(members) for topic, members in self._topics.items()}
+
+    @property
+    def rooms(self) -> dict[str, frozenset[str]]:
+        """Each topic's seats here, as the backplane names them (connection handles)."""
+        return {topic: frozenset(map(str, members)) for topic, members in self._topics.items()}
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -134,7 +148,7 @@ class TopicRouter:
         subscriber = self._subscribers.pop(conn, None)
         if subscriber is None:
             return
-        for topic in list(subscriber.topics):
+        for topic in [*subscriber.topics, *subscriber.claiming]:
             self._leave(subscriber, topic)
         logger.debug("= y-webrtc connection %d disconnected", conn)
 
@@ -150,6 +164,59 @@ class TopicRouter:
     def _limits_of(self, conn: int) -> ConnectionLimits | None:
         subscriber = self._subscribers.get(conn)
         return None if subscriber is None else subscriber.limits
+
+    # -- inputs from the backplane (clustered) -------------------------------------------------
+
+    def seat_granted(self, conn: int, room: str, elsewhere: Mapping[str, str]) -> None:
+        """``conn``'s claim on topic ``room`` holds; ``elsewhere``: the seats other servers
+        hold there (handle -> server)."""
+        subscriber = self._subscribers.get(conn)
+        if subscriber is not None and room in subscriber.claiming:
+            subscriber.claiming.discard(room)
+            self._enter(subscriber, room)
+            self.members_elsewhere(room, elsewhere)
+
+    def seat_refused(self, conn: int, room: str, now: float) -> None:
+        """Every seat of topic ``room`` is taken on some server: the subscription is refused."""
+        subscriber = self._subscribers.get(conn)
+        if subscriber is not None and room in subscriber.claiming:
+            subscriber.claiming.discard(room)
+            limit = self.settings.max_peers_per_room
+            self._refuse(subscriber, now, "room-full", f"room {short(room)} has {limit} peers")
+
+    def joined_elsewhere(self, room: str, member: str, server: str) -> None:
+        if room in self._topics:
+            self._remote.add(room, member, server)
+
+    def left_elsewhere(self, room: str, member: str, server: str) -> None:
+        self._remote.remove(room, member, server)
+
+    def members_elsewhere(self, room: str, members: Mapping[str, str]) -> None:
+        if room in self._topics:
+            self._remote.replace(room, members)
+
+    def publish_from_elsewhere(self, frame: str) -> None:
+        """A publish another server fanned out: routed to our subscribers by our rules."""
+        try:
+            message = decode_topic_message(frame, max_size=self.settings.max_message_size)
+        except ProtocolError as exc:  # servers of one cluster speak alike: log, never raise
+            logger.warning("! fanned-out publish not understood: %s", cut(str(exc)))
+            return
+        if isinstance(message, Publish) and message.topic in self._topics:
+            self._deliver(None, message.topic, message.data, frame, None)
+
+    def has_members_elsewhere(self, room: str) -> bool:
+        """Would a publish to ``room`` be fanned out (as the backplane last said)?"""
+        return self._remote.has_servers(room)
+
+    def backplane_lost(self) -> None:
+        """The backplane is gone: every topic is local."""
+        self._remote.clear()
+
+    def take_commands(self) -> list[ClusterCommand]:
+        """What the backplane must do, in order (empty unless clustered)."""
+        commands, self._commands = self._commands, []
+        return commands
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -170,7 +237,7 @@ class TopicRouter:
             self._subscribe(subscriber, message.topics, now)
         elif isinstance(message, Unsubscribe):
             for topic in message.topics:
-                if topic in subscriber.topics:
+                if topic in subscriber.topics or topic in subscriber.claiming:
                     self._leave(subscriber, topic)
         elif isinstance(message, Publish):
             self._publish(subscriber, message, now)
@@ -182,7 +249,7 @@ class TopicRouter:
 
     def _subscribe(self, subscriber: _Subscriber, topics: tuple[str, ...], now: float) -> None:
         for topic in dict.fromkeys(topics):
-            if topic in subscriber.topics:
+            if topic in subscriber.topics or topic in subscriber.claiming:
                 continue  # subscribe is idempotent: clients resend it on every reconnect
             problem = self._token_problem(subscriber, topic)
             if problem is not None:
@@ -190,26 +257,32 @@ class TopicRouter:
                 if not self._refuse(subscriber, now, "token", reason):
                     return
                 continue
-            members = self._topics.get(topic, {})
-            addresses = self._topic_addresses.get(topic, {})
-            refusal = subscriber.limits.join(
-                topic, len(subscriber.topics), len(members), addresses.get(subscriber.address, 0)
-            )
+            members = len(self._topics.get(topic, ())) + self._remote.count(topic)
+            from_address = self._topic_addresses.get(topic, {}).get(subscriber.address, 0)
+            joined = len(subscriber.topics) + len(subscriber.claiming)
+            refusal = subscriber.limits.join(topic, joined, members, from_address)
             if refusal is not None:
                 if not self._refuse(subscriber, now, *refusal) or refusal[0] == "too-many-rooms":
                     return  # the rest of the list would be refused the same way
-                continue
-            members[subscriber.conn] = subscriber
-            self._topics[topic] = members
-            addresses[subscriber.address] = addresses.get(subscriber.address, 0) + 1
-            self._topic_addresses[topic] = addresses
-            subscriber.topics[topic] = []
-            logger.info(
-                "= y-webrtc connection %d subscribed to %s (%d subscribers)",
-                subscriber.conn,
-                short(topic),
-                len(members),
-            )
+            elif self.clustered:
+                subscriber.claiming.add(topic)
+                limit = self.settings.max_peers_per_room
+                self._commands.append(Claim(topic, str(subscriber.conn), subscriber.conn, limit))
+            else:
+                self._enter(subscriber, topic)
+
+    def _enter(self, subscriber: _Subscriber, topic: str) -> None:
+        members = self._topics.setdefault(topic, {})
+        addresses = self._topic_addresses.setdefault(topic, {})
+        members[subscriber.conn] = subscriber
+        addresses[subscriber.address] = addresses.get(subscriber.address, 0) + 1
+        subscriber.topics[topic] = []
+        logger.info(
+            "= y-webrtc connection %d subscribed to %s (%d subscribers)",
+            subscriber.conn,
+            short(topic),
+            len(members) + self._remote.count(topic),
+        )
 
     def _token_problem(self, subscriber: _Subscriber, topic: str) -> str | None:
         secret = self.settings.token_secret
@@ -224,6 +297,11 @@ class TopicRouter:
         return "expired" if "expired" in problems else problems[0]
 
     def _leave(self, subscriber: _Subscriber, topic: str) -> None:
+        if self.clustered:
+            self._commands.append(Release(topic, str(subscriber.conn)))
+        if topic in subscriber.claiming:
+            subscriber.claiming.discard(topic)
+            return
         bound = self._bound.get(topic, {})
         for peer_id in subscriber.topics.pop(topic, []):
             if bound.get(peer_id) == subscriber.conn:
@@ -240,6 +318,7 @@ class TopicRouter:
         if not members:
             self._topics.pop(topic, None)
             self._topic_addresses.pop(topic, None)
+            self._remote.forget(topic)
         logger.debug("= y-webrtc connection %d left %s", subscriber.conn, short(topic))
 
     def _publish(self, subscriber: _Subscriber, publish: Publish, now: float) -> None:
@@ -254,34 +333,52 @@ class TopicRouter:
         except LocalProtocolError as exc:  # cannot happen for decoded input; never raise
             self._refuse(subscriber, now, "malformed", str(exc))
             return
+        if isinstance(data, dict):  # a plaintext room: announce and signal name their peers
+            sender = data.get("from")
+            if data.get("type") in ("announce", "signal") and isinstance(sender, str):
+                self._bind(subscriber, topic, sender)
+        if self._deliver(subscriber, topic, data, relayed, now) and self.has_members_elsewhere(
+            topic
+        ):
+            self._commands.append(Fanout(topic, relayed))
+
+    def _deliver(
+        self,
+        sender: _Subscriber | None,
+        topic: str,
+        data: object,
+        relayed: str,
+        now: float | None,
+    ) -> bool:
+        """Route a publish to our subscribers (``sender``: the local one it came from, None for
+        one from elsewhere); True when other servers may have recipients for it too."""
+        members = self._topics.get(topic, {})
         size = frame_size(relayed)
         limit = self.settings.send_queue_bytes
-        if isinstance(data, dict):  # a plaintext room: announce and signal name their peers
-            kind, sender, target = data.get("type"), data.get("from"), data.get("to")
-            if kind in ("announce", "signal") and isinstance(sender, str):
-                self._bind(subscriber, topic, sender)
-            if kind == "signal" and "to" in data:
-                conn = self._bound.get(topic, {}).get(target) if isinstance(target, str) else None
-                if conn is None:
-                    # Ordinary churn (the peer just left): drop it, as clients drop strangers'.
-                    logger.debug(
-                        "= signal to unknown %s in %s dropped", short(target), short(topic)
-                    )
-                elif self._subscribers[conn].backlog + size > limit:
-                    # The target is behind: its sender hears so, nobody is dropped.
-                    reason = f"peer {short(target)} has too much waiting; retry"
-                    self._refuse(subscriber, now, "target-busy", reason)
-                else:
-                    self._queue(self._subscribers[conn], relayed, size)
-                return
+        if isinstance(data, dict) and data.get("type") == "signal" and "to" in data:
+            target = data.get("to")
+            conn = self._bound.get(topic, {}).get(target) if isinstance(target, str) else None
+            if conn is None:
+                # Elsewhere, or ordinary churn (the peer just left): dropped here, as clients
+                # drop strangers'.
+                logger.debug("= signal to unknown %s in %s", short(target), short(topic))
+                return True
+            if self._subscribers[conn].backlog + size <= limit:
+                self._queue(self._subscribers[conn], relayed, size)
+            elif sender is not None and now is not None:
+                # The target is behind: its sender hears so, nobody is dropped.
+                reason = f"peer {short(target)} has too much waiting; retry"
+                self._refuse(sender, now, "target-busy", reason)
+            return False
         for conn, member in members.items():
-            if conn == subscriber.conn:  # y-webrtc clients ignore their own messages anyway
+            if sender is not None and conn == sender.conn:  # y-webrtc ignores its own anyway
                 continue
             if member.backlog + size > limit:
                 # Announcements are repeated by y-webrtc; one skipped costs a member nothing.
                 logger.debug("= publish to busy y-webrtc connection %d skipped", conn)
                 continue
             self._queue(member, relayed, size)
+        return True
 
     def _bind(self, subscriber: _Subscriber, topic: str, peer_id: str) -> None:
         """``peer_id`` speaks through this connection in ``topic`` (the latest publisher wins)."""
