@@ -65,7 +65,7 @@ def _server_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext |
 async def _signal(args: argparse.Namespace) -> int:
     tls = _server_tls(args.certfile, args.keyfile)
     stopped = stop_signals()
-    async with SignalingServer(args.host, args.port, ssl=tls) as server:
+    async with SignalingServer(args.host, args.port, ssl=tls, redis=args.redis) as server:
         print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
         code = await stopped
     logging.getLogger("crdtsync.signaling").info("= signaling server stopped")
@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
     serve.add_argument("--certfile", type=Path, help="PEM certificate chain: serve wss://")
     serve.add_argument("--keyfile", type=Path, help="PEM private key (if not in --certfile)")
+    serve.add_argument(
+        "--redis", metavar="URL", help="share rooms with other servers through Redis (redis://...)"
+    )
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
     peer.add_argument("--signaling", required=True, help="signaling server URL")
     peer.add_argument("--room", required=True)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 
 import pytest
 
-__all__ = ["require", "require_program"]
+from crdtsync.errors import ConfigError
+
+__all__ = ["require", "require_found", "require_program"]
 
 
 def require(condition: object, reason: str) -> None:
@@ -29,3 +32,12 @@ def require_program(name: str, package: str) -> str:
     require(path, f"{name} is not installed: apt-get install -y {package}")
     assert path is not None
     return path
+
+
+def require_found(find: Callable[[], object]) -> None:
+    """Skip unless ``find()`` runs without ConfigError (whose message is the reason); for the
+    package's own finders (node_modules, y-webrtc's server)."""
+    try:
+        find()
+    except ConfigError as exc:
+        require(False, str(exc))

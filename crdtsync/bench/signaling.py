@@ -19,6 +19,10 @@ in another process, ``signaling_load.py load``, with asyncio and websockets (1,0
   would only measure how long it holds out, so it runs against ours only.
 - our native dialect against a fresh server of ours: login (``Identity.prove``), join, and the
   same signals (``Signal`` to one peer id).
+- both dialects again against one server of ours sharing rooms through a real ``redis-server``
+  (``--redis``): the backplane's cost to a server (a seat claimed per join, seats renewed each
+  second). Scale-out itself is tested for correctness across processes, not timed: the
+  machines here have 2 cores. Without ``redis-server`` these two are left out, with the reason.
 
 Figures: joins/s (every client connected and subscribed, a ping answered, or logged in and
 joined); relay p50 and p99 over a 2 s window after a 0.5 s warm-up; relay throughput per
@@ -41,7 +45,8 @@ from typing import Any
 
 from crdtsync.bench import node
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
-from crdtsync.errors import SyncTimeoutError, TransportError
+from crdtsync.errors import ConfigError, SyncTimeoutError, TransportError
+from crdtsync.testing.redis_server import RedisServer
 
 __all__ = ["find_ywebrtc_server", "run"]
 
@@ -66,8 +71,9 @@ def find_ywebrtc_server() -> Path:
 
 
 @contextlib.asynccontextmanager
-async def _ours() -> AsyncIterator[tuple[str, int]]:
-    """Our server (``signaling_load serve``): (its URL, first on its stdout; its pid)."""
+async def _ours(redis: str | None = None) -> AsyncIterator[tuple[str, int]]:
+    """Our server (``signaling_load serve``, with ``redis`` its backplane): (its URL, first on
+    its stdout; its pid)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -75,6 +81,7 @@ async def _ours() -> AsyncIterator[tuple[str, int]]:
         "serve",
         "--port",
         "0",
+        *(("--redis", redis) if redis else ()),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -152,11 +159,12 @@ async def run(
 
     Series: joins/s, relay p50 and p99, signals relayed per second and per server CPU-second,
     server RSS per connection, for each of ``y-webrtc server``, ``crdtsync`` (y-webrtc's
-    dialect) and ``crdtsync native``; the hostile mix's p50, p99, RSS growth and non-readers
-    dropped. Headline: ``relay_throughput_ratio_to_ywebrtc`` (ours over theirs, relays per
-    CPU-second of the server process, y-webrtc's dialect), ``p99_relay_ms_crdtsync``,
-    ``p99_relay_ms_ywebrtc``, ``rss_per_connection_kib`` (ours) and
-    ``rss_growth_with_hostile_mix_kib``.
+    dialect) and ``crdtsync native``, and both of ours ``+ Redis``; the hostile mix's p50,
+    p99, RSS growth and non-readers dropped. Headline: ``relay_throughput_ratio_to_ywebrtc``
+    (ours over theirs, relays per CPU-second of the server process, y-webrtc's dialect),
+    ``p99_relay_ms_crdtsync``, ``p99_relay_ms_ywebrtc``, ``rss_per_connection_kib`` (ours),
+    ``rss_growth_with_hostile_mix_kib``, and with Redis ``p50_relay_ratio_with_redis`` and
+    ``p50_relay_ratio_with_redis_native`` (p50 with the backplane over p50 without).
     """
     root = find_ywebrtc_server()
     clients = options.peers[0] if options.peers else CLIENTS
@@ -185,43 +193,80 @@ async def run(
             "hostile_mix": "ours only: y-webrtc's server has no limits",
         },
     )
-    for run in range(1, options.runs + 1):
-        figures: dict[str, dict[str, Any]] = {}
-        order = ("y-webrtc server", "crdtsync") if run % 2 else ("crdtsync", "y-webrtc server")
-        for name in order:
-            if name == "crdtsync":
-                async with _ours() as (url, pid):
-                    figures[name] = await _load(url, pid, *common, *hostile)
-            else:
-                async with node.ywebrtc_server(root) as theirs:
-                    figures[name] = await _load(theirs.url, theirs.pid, *common)
-        async with _ours() as (url, pid):
-            figures["crdtsync native"] = await _load(url, pid, *common, "--dialect", "native")
-        for name in ("y-webrtc server", "crdtsync", "crdtsync native"):
-            _record(result, name, figures[name])
-        mix = figures["crdtsync"]["hostile"]
-        result.add("relay p50, crdtsync + hostile mix", "ms", mix["p50_ms"])
-        result.add("relay p99, crdtsync + hostile mix", "ms", mix["p99_ms"])
-        result.add("server RSS growth, hostile mix", "KiB", mix["rss_growth_kib"])
-        result.add("non-readers dropped, hostile mix", "count", mix["non_reading_dropped"])
-        result.add("idle dropped, hostile mix", "count", mix["idle_dropped"])
-        progress(
-            f"run {run}/{options.runs}: "
-            + ", ".join(
-                f"{name} {f['joins_per_s']:.0f} joins/s p99 {f['relay']['p99_ms']:.2f} ms "
-                f"{f['relay']['relayed_per_server_cpu_s']:.0f}/CPU-s"
-                for name, f in figures.items()
-            )
-            + f"; hostile mix p99 {mix['p99_ms']:.1f} ms, +{mix['rss_growth_kib']} KiB, "
-            f"{mix['non_reading_dropped']}/{non_reading} non-readers dropped"
-        )
-    result.headline["relay_throughput_ratio_to_ywebrtc"] = result.median(
-        "relayed per server CPU-s, crdtsync"
-    ) / result.median("relayed per server CPU-s, y-webrtc server")
-    result.headline["p99_relay_ms_crdtsync"] = result.median("relay p99, crdtsync")
-    result.headline["p99_relay_ms_ywebrtc"] = result.median("relay p99, y-webrtc server")
-    result.headline["rss_per_connection_kib"] = result.median("server RSS per connection, crdtsync")
-    result.headline["rss_growth_with_hostile_mix_kib"] = result.median(
-        "server RSS growth, hostile mix"
-    )
+    async with contextlib.AsyncExitStack() as stack:
+        redis: RedisServer | None = None
+        try:
+            redis = await RedisServer.start()
+        except ConfigError as exc:
+            progress(f"crdtsync + Redis left out: {exc}")
+        else:
+            stack.push_async_callback(redis.stop)
+        for run in range(1, options.runs + 1):
+            await _one_run(result, progress, run, options.runs, root, common, hostile, redis)
+    _headline(result, with_redis=redis is not None)
     return result
+
+
+async def _one_run(
+    result: BenchResult,
+    progress: Progress,
+    run: int,
+    runs: int,
+    root: Path,
+    common: list[str],
+    hostile: list[str],
+    redis: RedisServer | None,
+) -> None:
+    """Every contender once, in an order that alternates from run to run."""
+    figures: dict[str, dict[str, Any]] = {}
+    order = ("y-webrtc server", "crdtsync") if run % 2 else ("crdtsync", "y-webrtc server")
+    for name in order:
+        if name == "crdtsync":
+            async with _ours() as (url, pid):
+                figures[name] = await _load(url, pid, *common, *hostile)
+        else:
+            async with node.ywebrtc_server(root) as theirs:
+                figures[name] = await _load(theirs.url, theirs.pid, *common)
+    async with _ours() as (url, pid):
+        figures["crdtsync native"] = await _load(url, pid, *common, "--dialect", "native")
+    if redis is not None:
+        for name, dialect in (
+            ("crdtsync + Redis", "y-webrtc"),
+            ("crdtsync native + Redis", "native"),
+        ):
+            async with _ours(redis.url) as (url, pid):
+                figures[name] = await _load(url, pid, *common, "--dialect", dialect)
+    for name, figure in figures.items():
+        _record(result, name, figure)
+    mix = figures["crdtsync"]["hostile"]
+    result.add("relay p50, crdtsync + hostile mix", "ms", mix["p50_ms"])
+    result.add("relay p99, crdtsync + hostile mix", "ms", mix["p99_ms"])
+    result.add("server RSS growth, hostile mix", "KiB", mix["rss_growth_kib"])
+    result.add("non-readers dropped, hostile mix", "count", mix["non_reading_dropped"])
+    result.add("idle dropped, hostile mix", "count", mix["idle_dropped"])
+    progress(
+        f"run {run}/{runs}: "
+        + ", ".join(
+            f"{name} {f['joins_per_s']:.0f} joins/s p99 {f['relay']['p99_ms']:.2f} ms "
+            f"{f['relay']['relayed_per_server_cpu_s']:.0f}/CPU-s"
+            for name, f in figures.items()
+        )
+        + f"; hostile mix p99 {mix['p99_ms']:.1f} ms, +{mix['rss_growth_kib']} KiB, "
+        f"{mix['non_reading_dropped']} non-readers dropped"
+    )
+
+
+def _headline(result: BenchResult, *, with_redis: bool) -> None:
+    median = result.median
+    result.headline["relay_throughput_ratio_to_ywebrtc"] = median(
+        "relayed per server CPU-s, crdtsync"
+    ) / median("relayed per server CPU-s, y-webrtc server")
+    result.headline["p99_relay_ms_crdtsync"] = median("relay p99, crdtsync")
+    result.headline["p99_relay_ms_ywebrtc"] = median("relay p99, y-webrtc server")
+    result.headline["rss_per_connection_kib"] = median("server RSS per connection, crdtsync")
+    result.headline["rss_growth_with_hostile_mix_kib"] = median("server RSS growth, hostile mix")
+    if with_redis:
+        for suffix, name in (("", "crdtsync"), ("_native", "crdtsync native")):
+            result.headline[f"p50_relay_ratio_with_redis{suffix}"] = median(
+                f"relay p50, {name} + Redis"
+            ) / median(f"relay p50, {name}")

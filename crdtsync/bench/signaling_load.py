@@ -114,13 +114,15 @@ def bench_settings(max_connections: int) -> SignalingSettings:
     )
 
 
-async def serve(host: str, port: int, max_connections: int) -> None:
-    """Our server until SIGTERM, SIGINT or stdin closes; its URL first on stdout."""
+async def serve(host: str, port: int, max_connections: int, redis: str | None = None) -> None:
+    """Our server (sharing rooms through ``redis`` if given) until SIGTERM or SIGINT; its URL
+    first on stdout."""
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
-    async with SignalingServer(host, port, settings=bench_settings(max_connections)) as server:
+    settings = bench_settings(max_connections)
+    async with SignalingServer(host, port, settings=settings, redis=redis) as server:
         print(server.url, flush=True)
         await stopped.wait()
 
@@ -556,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=0)
     server.add_argument("--max-connections", type=int, default=16384)
+    server.add_argument("--redis", help="share rooms through this Redis (the backplane's cost)")
     client = commands.add_parser("load", help="simulated clients on a server; one JSON line")
     client.add_argument("--url", required=True)
     client.add_argument("--server-pid", type=int, required=True, help="for /proc figures")
@@ -572,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(args.host, args.port, args.max_connections))
+            asyncio.run(serve(args.host, args.port, args.max_connections, args.redis))
         return 0
     print(json.dumps(asyncio.run(load(args))), flush=True)
     return 0

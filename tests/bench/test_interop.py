@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tools_needed import require
+from needs import require_found
 
 from crdtsync.bench import interop
 from crdtsync.bench.report import BenchOptions
@@ -20,7 +20,7 @@ CONTENDERS = ("node-node", "python-answers", "python-offers")
 
 
 async def test_interop_times_and_counts_every_pair() -> None:
-    require(interop.preflight)
+    require_found(interop.preflight)
     lines: list[str] = []
     result = await load("interop")(BenchOptions(runs=1), lines.append)
     assert result.benchmark == "interop"

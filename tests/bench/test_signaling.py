@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import math
 
-from tools_needed import require
+from needs import require_found, require_program
 
 from crdtsync.bench import signaling
 from crdtsync.bench.report import BenchOptions
 from crdtsync.bench.suite import BENCHMARKS
 
-SERVERS = ("y-webrtc server", "crdtsync", "crdtsync native")
+SERVERS = (
+    "y-webrtc server",
+    "crdtsync",
+    "crdtsync native",
+    "crdtsync + Redis",
+    "crdtsync native + Redis",
+)
 PER_SERVER = (
     "joins",
     "relay p50",
@@ -33,7 +39,8 @@ HOSTILE = (
 
 
 async def test_signaling_measures_both_servers_and_the_hostile_mix() -> None:
-    require(signaling.find_ywebrtc_server)
+    require_found(signaling.find_ywebrtc_server)
+    require_program("redis-server", "redis-server")
     assert BENCHMARKS["signaling"] == "signaling"
     lines: list[str] = []
     result = await signaling.run(
@@ -65,6 +72,8 @@ async def test_signaling_measures_both_servers_and_the_hostile_mix() -> None:
         "p99_relay_ms_ywebrtc",
         "rss_per_connection_kib",
         "rss_growth_with_hostile_mix_kib",
+        "p50_relay_ratio_with_redis",
+        "p50_relay_ratio_with_redis_native",
     ]
     assert all(math.isfinite(value) for value in result.headline.values())
     assert all(value > 0 for key, value in result.headline.items() if "kib" not in key)

@@ -26,7 +26,6 @@ import functools
 import inspect
 import itertools
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -37,7 +36,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
-import pytest
+from needs import require
 
 __all__ = [
     "CHROMIUM_FLAGS",
@@ -102,15 +101,6 @@ class JsPeerError(Exception):
 
 
 # Preconditions of the fixtures (conftest.py re-exports them).
-
-
-def require(condition: object, reason: str) -> None:
-    """Skip the test unless ``condition`` holds; under ``CI=true``, fail it instead."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: failing, not skipping)", pytrace=False)
-    pytest.skip(reason)
 
 
 def in_loopback_namespace() -> bool:

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from redis_server import RedisServer
+from needs import require_program
 from test_server import TIMEOUT, hello, receive, send
 from test_server_ywebrtc import get, open_, put, settle
 from websockets.asyncio.client import ClientConnection
@@ -25,6 +25,7 @@ from crdtsync.protocol.ywebrtc_signaling import Publish
 from crdtsync.signaling.backplane import BackplaneSettings
 from crdtsync.signaling.router import SignalingSettings
 from crdtsync.signaling.server import SignalingServer
+from crdtsync.testing.redis_server import RedisServer
 
 # Short seats and refreshes: a test sees a merge or a dead seat within a second or two.
 FAST = BackplaneSettings(seat_ttl=1.5, refresh_interval=0.25, timeout=0.5, retry_interval=0.2)
@@ -32,6 +33,7 @@ FAST = BackplaneSettings(seat_ttl=1.5, refresh_interval=0.25, timeout=0.5, retry
 
 @pytest.fixture
 async def redis() -> AsyncIterator[RedisServer]:
+    require_program("redis-server", "redis-server")
     server = await RedisServer.start()
     try:
         yield server

@@ -1,20 +1,24 @@
-"""A real ``redis-server`` for tests: on a free port of 127.0.0.1, nothing saved to disk."""
+"""A real ``redis-server`` for tests and benchmarks: a free port of 127.0.0.1, nothing saved.
+
+Servers sharing rooms (``SignalingServer(redis=...)``) are tested and measured against the
+real thing; ``kill()`` and ``restart()`` make the outages the backplane must survive.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import tempfile
-from pathlib import Path
 
-from needs import require_program
+from crdtsync.errors import ConfigError
 
 __all__ = ["RedisServer"]
 
-TIMEOUT = 10.0
+START_TIMEOUT = 10.0
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -23,10 +27,10 @@ def free_port() -> int:
 class RedisServer:
     """``server = await RedisServer.start()``; ``kill()`` and ``restart()`` mid-test."""
 
-    def __init__(self, program: str, port: int, directory: Path) -> None:
+    def __init__(self, program: str, port: int) -> None:
         self.program = program
         self.port = port
-        self.directory = directory
+        self._directory = tempfile.TemporaryDirectory(prefix="crdtsync-redis-")
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -34,9 +38,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    async def start(cls, directory: Path | None = None) -> RedisServer:
-        program = require_program("redis-server", "redis-server")
-        server = cls(program, free_port(), directory or Path(tempfile.mkdtemp()))
+    async def start(cls) -> RedisServer:
+        """A new server; ConfigError when ``redis-server`` is not installed."""
+        program = shutil.which("redis-server")
+        if program is None:
+            raise ConfigError("redis-server is not installed: apt-get install -y redis-server")
+        server = cls(program, _free_port())
         await server.restart()
         return server
 
@@ -48,15 +55,15 @@ class RedisServer:
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
-            "--dir", str(self.directory),
+            "--dir", self._directory.name,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert self.process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
+        async with asyncio.timeout(START_TIMEOUT):
             while b"Ready to accept connections" not in await self.process.stdout.readline():
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                if self.process.stdout.at_eof():
+                    raise ConfigError(f"redis-server did not start on port {self.port}")
         # Not read any further: without saving it logs only at shutdown, far below a pipe's fill.
 
     async def kill(self) -> None:
@@ -66,4 +73,6 @@ class RedisServer:
             await self.process.wait()
 
     async def stop(self) -> None:
+        """Kill it and remove its directory."""
         await self.kill()
+        self._directory.cleanup()
