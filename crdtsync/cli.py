@@ -117,7 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--certfile", type=Path, help="PEM certificate chain: serve wss://")
     serve.add_argument("--keyfile", type=Path, help="PEM private key (if not in --certfile)")
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
-    peer.add_argument("--signaling", required=True, help="signaling server URL")
+    peer.add_argument(
+        "--signaling",
+        action="append",
+        required=True,
+        help="signaling server URL; repeat it to fail over: the peer moves to the next when "
+        "one cannot be reached or goes away",
+    )
     peer.add_argument("--room", required=True)
     peer.add_argument("--host-address", action="append", help="ICE host address (repeatable)")
     peer.add_argument("--store", type=Path, help="SQLite file that keeps the document (see Peer)")
