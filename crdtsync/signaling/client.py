@@ -165,22 +165,21 @@ class SignalingClient:
     # -- internals ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            connected = False
             try:
                 async with dial(
                     self.url, open_timeout=self.open_timeout, tls=self._tls
                 ) as connection:
                     await self._introduce(connection)
-                    connected = True
-                    self.servers.connected()
+                    self.servers.connected(loop.time())
                     self._set_connection(connection)
                     logger.info("= %s connected to %s", self.peer_id, self.url)
                     await self._serve(connection)
             except (*CONNECTION_LOST, ProtocolError) as exc:
                 if isinstance(exc, ProtocolError):
                     logger.warning("! %s: %s broke the protocol: %s", self.peer_id, self.url, exc)
-                delay = self.servers.ended(self.peer_id, exc, connected=connected)
+                delay = self.servers.ended(self.peer_id, exc, loop.time())
             except SignalingError as exc:  # refused for good (version, token)
                 logger.warning("! %s: signaling refused: %s", self.peer_id, exc)
                 self._failure = exc

@@ -4,7 +4,9 @@ Both clients (native and y-webrtc) dial through this: after each try they say ho
 and get the next URL and how long to wait first. An unreachable server, or one that closed,
 is followed by the next one at once; only after a whole round of failures do they back off
 (doubling, jittered), and a draining server's close 1001 ("going away") costs no backoff at
-all. Each URL's origin is kept apart: a login proof names the server it is for.
+all. A session counts as working once it lasted ``STABLE_SESSION``: servers that drop their
+clients right after login are failing ones, and get backed off from too. Each URL's origin
+is kept apart: a login proof names the server it is for. The clock is the caller's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "CONNECTION_LOST",
     "GOING_AWAY",
     "MAX_MESSAGE_SIZE",
+    "STABLE_SESSION",
     "ServerList",
     "dial",
     "retry_delay",
@@ -36,6 +39,9 @@ MAX_MESSAGE_SIZE = 65536  # the server's default limit
 # What ends a connection to a signaling server without ending the client: it dials again.
 CONNECTION_LOST = (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI)
 GOING_AWAY = 1001  # RFC 6455 7.4.1: the server is going down (ours says so when it drains)
+# Seconds a session must last for the failures before it to be forgiven: longer than the
+# longest backoff (5 s), so a server that accepts and drops at once cannot make us spin.
+STABLE_SESSION = 10.0
 
 
 def dial(url: str, open_timeout: float, tls: dict[str, Any]) -> connect:
@@ -99,7 +105,9 @@ class ServerList:
         self.reconnect_cap = reconnect_cap
         self._rng = rng
         self._index = 0
-        self._failures = 0  # tries in a row that failed, since the last session
+        self._failures = 0  # tries in a row that failed, since the last working session
+        self._since: float | None = None  # when the current session began
+        self._rushed = False  # a 1001 was followed at once since the last working session
 
     @property
     def current(self) -> str:
@@ -111,28 +119,35 @@ class ServerList:
         """The current server's origin: what a login proof for it names."""
         return self.origins[self._index]
 
-    def connected(self) -> None:
-        """A session with the current server began: failures so far are forgiven."""
-        self._failures = 0
+    def connected(self, now: float) -> None:
+        """A session with the current server began at ``now`` (logged in, subscribed)."""
+        self._since = now
 
-    def ended(self, name: str, error: BaseException, *, connected: bool) -> float:
-        """The try on the current server ended with ``error`` (after a session, if
-        ``connected``): moves on to the next server and returns the seconds to wait first.
+    def ended(self, name: str, error: BaseException, now: float) -> float:
+        """The try on the current server ended with ``error`` at ``now``: moves on to the
+        next server and returns the seconds to wait before dialing it.
 
         ``name`` says whose client it is, in the log line that says where it goes and why.
         """
-        left, why = self.current, _why(error)
+        left, why, since = self.current, _why(error), self._since
+        self._since = None
+        if since is not None and now - since >= STABLE_SESSION:
+            self._failures, self._rushed = 0, False  # it worked: a fresh start
         self._index = (self._index + 1) % len(self.urls)
         delay = 0.0
-        # A draining server sends its clients on at once: it is no failure of the next one.
-        if not (isinstance(error, ConnectionClosed) and _close_code(error) == GOING_AWAY):
+        going_away = isinstance(error, ConnectionClosed) and _close_code(error) == GOING_AWAY
+        if going_away and not self._rushed:
+            # A draining server sends its clients on at once: no failure of anyone's. Once
+            # per working session: a server that says so to every login is a failing one.
+            self._rushed = True
+        else:
             self._failures += 1
             # A whole round failed (with one URL: every try): back off; else the next at once.
             rounds, within = divmod(self._failures, len(self.urls))
             if not within:
                 delay = retry_delay(rounds, self.reconnect_base, self.reconnect_cap, self._rng)
         when = "at once" if delay == 0 else f"in {delay:.2f} s"
-        lost = "lost" if connected else "could not reach"
+        lost = "could not reach" if since is None else "lost"
         logger.info("! %s %s %s (%s); dialing %s %s", name, lost, left, why, self.current, when)
         return delay
 

@@ -153,20 +153,19 @@ class YWebrtcSignalingClient:
     # -- internals ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            connected = False
             url = with_token(self.url, self._token)
             try:
                 async with dial(url, open_timeout=self.open_timeout, tls=self._tls) as connection:
                     await connection.send(encode_topic_message(Subscribe(self.topics)))
-                    connected = True
-                    self.servers.connected()
+                    self.servers.connected(loop.time())
                     self._set_connection(connection)
                     logger.info("= %s connected to %s (y-webrtc)", self.name, self.url)
                     self.listener.signaling_connected()
                     await self._serve(connection)
             except CONNECTION_LOST as exc:
-                delay = self.servers.ended(self.name, exc, connected=connected)
+                delay = self.servers.ended(self.name, exc, loop.time())
             finally:
                 self._set_connection(None)
             await asyncio.sleep(delay)

@@ -10,7 +10,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
 
 from crdtsync.errors import ConfigError
-from crdtsync.signaling.servers import ServerList, retry_delay
+from crdtsync.signaling.servers import STABLE_SESSION, ServerList, retry_delay
 
 A, B, C = "ws://a.example:8765", "ws://b.example:8765", "wss://c.example"
 SEED = 7
@@ -60,7 +60,7 @@ def test_an_ssl_context_wants_every_url_wss() -> None:
 def test_the_next_server_at_once_and_backoff_only_after_a_whole_round() -> None:
     rotation = servers([A, B, C])
     expected = random.Random(SEED)  # the same draws as the rotation's own
-    delays = [rotation.ended("p", REFUSED, connected=False) for _ in range(6)]
+    delays = [rotation.ended("p", REFUSED, now=0.0) for _ in range(6)]
     assert delays == [
         0.0,
         0.0,
@@ -72,38 +72,60 @@ def test_the_next_server_at_once_and_backoff_only_after_a_whole_round() -> None:
     assert rotation.current == A  # two rounds: back at the first
 
 
-def test_a_session_forgives_failures_and_a_lost_one_moves_on() -> None:
+def test_a_working_session_forgives_failures_and_a_lost_one_moves_on() -> None:
     rotation = servers([A, B])
-    rotation.ended("p", REFUSED, connected=False)  # A unreachable
-    rotation.connected()  # on B
-    assert rotation.ended("p", DROPPED, connected=True) == 0.0  # B lost: A at once
+    rotation.ended("p", REFUSED, now=0.0)  # A unreachable
+    rotation.connected(now=0.0)  # on B
+    assert rotation.ended("p", DROPPED, now=STABLE_SESSION) == 0.0  # B lost: A at once
     assert rotation.current == A
-    assert rotation.ended("p", REFUSED, connected=False) > 0  # A too: the round failed
+    assert rotation.ended("p", REFUSED, now=STABLE_SESSION) > 0  # A too: the round failed
+
+
+def test_servers_that_drop_every_login_are_backed_off_from() -> None:
+    rotation = servers([A, B])
+    expected = random.Random(SEED)
+    delays = []
+    for _ in range(4):  # each accepts, and drops us a moment later
+        rotation.connected(now=0.0)
+        delays.append(rotation.ended("p", DROPPED, now=STABLE_SESSION / 2))
+    assert delays == [
+        0.0,
+        retry_delay(1, 0.2, 1.0, expected),
+        0.0,
+        retry_delay(2, 0.2, 1.0, expected),
+    ]
 
 
 def test_a_draining_server_sends_its_clients_on_with_no_backoff() -> None:
     rotation = servers([A, B])
-    rotation.connected()
-    assert rotation.ended("p", DRAINING, connected=True) == 0.0
+    rotation.connected(now=0.0)
+    assert rotation.ended("p", DRAINING, now=1.0) == 0.0
     assert rotation.current == B
     alone = servers(A)  # with one URL, it is dialed again at once (it may be back)
-    alone.ended("p", REFUSED, connected=False)
-    assert alone.ended("p", DRAINING, connected=True) == 0.0
+    alone.ended("p", REFUSED, now=0.0)
+    alone.connected(now=0.0)
+    assert alone.ended("p", DRAINING, now=1.0) == 0.0
+    # Going away again before any session worked: a failure like any other.
+    alone.connected(now=1.0)
+    assert alone.ended("p", DRAINING, now=1.5) > 0
+    alone.connected(now=2.0)  # a session that works makes the next 1001 free again
+    assert alone.ended("p", DRAINING, now=2.0 + STABLE_SESSION) == 0.0
 
 
 def test_one_url_backs_off_after_every_failure_as_before() -> None:
     rotation = servers(A)
     expected = random.Random(SEED)
-    delays = [rotation.ended("p", REFUSED, connected=False) for _ in range(4)]
+    delays = [rotation.ended("p", REFUSED, now=0.0) for _ in range(4)]
     assert delays == [retry_delay(n, 0.2, 1.0, expected) for n in (1, 2, 3, 4)]
     assert delays[-1] <= 1.0  # the cap
 
 
 def test_the_log_says_where_the_client_goes_and_why(caplog: pytest.LogCaptureFixture) -> None:
     rotation = servers([A, B])
+    rotation.connected(now=0.0)
     with caplog.at_level(logging.INFO, logger="crdtsync.signaling"):
-        rotation.ended("peer1", DRAINING, connected=True)
-        rotation.ended("peer1", REFUSED, connected=False)
+        rotation.ended("peer1", DRAINING, now=1.0)
+        rotation.ended("peer1", REFUSED, now=1.0)
     assert caplog.messages[0] == (
         f"! peer1 lost {A} (closed 1001 (going away): server shutting down); dialing {B} at once"
     )
