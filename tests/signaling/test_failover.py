@@ -14,6 +14,7 @@ import contextlib
 import gc
 import json
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -232,9 +233,11 @@ async def test_a_room_moves_to_the_next_server_and_its_links_stay_up(dialect: Di
         await b.aclose()
 
 
-async def test_peers_move_on_when_their_server_is_killed() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+async def test_peers_move_on_when_their_server_process_stops(stop: signal.Signals) -> None:
     """A ``crdtsync signal`` process killed with SIGKILL (no close frame: a dropped
-    connection); its peers dial B at once, where one who only knows B meets them."""
+    connection) or stopped with SIGTERM (it closes each client with 1001); its peers dial B
+    at once, where one who only knows B meets them."""
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"),
         stdout=asyncio.subprocess.PIPE,
@@ -243,34 +246,36 @@ async def test_peers_move_on_when_their_server_is_killed() -> None:
     assert process.stdout is not None
     docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(3)]
     peers: list[Peer] = []
+    b = SignalingServer(port=0)
     try:
         async with asyncio.timeout(TIMEOUT):
             a_url = (await process.stdout.readline()).decode().split()[3]  # "... on URL (...)"
-        async with SignalingServer(port=0) as b:
-            peers = [
-                Peer(doc, room="notes", signaling=[a_url, b.url], host_addresses=LOOPBACK)
-                for doc in docs[:2]
-            ]
-            for peer in peers:
-                await peer.start()
-            await peers[0].wait_for_peers(1, timeout=TIMEOUT)
-            before = peer_connections_up()
-            process.kill()
-            await process.wait()
-            text_of(docs[0]).insert(0, "after the kill")
-            await wait_converged(docs[:2], timeout=TIMEOUT)
-            peers.append(Peer(docs[2], room="notes", signaling=b.url, host_addresses=LOOPBACK))
-            await peers[2].start()
-            await peers[2].wait_for_peers(2, timeout=TIMEOUT)
-            await wait_converged(docs, timeout=TIMEOUT)
-            assert before <= peer_connections_up()
-            assert peers[0].peers == {peers[1].id, peers[2].id}
+        await b.start()
+        peers = [
+            Peer(doc, room="notes", signaling=[a_url, b.url], host_addresses=LOOPBACK)
+            for doc in docs[:2]
+        ]
+        for peer in peers:
+            await peer.start()
+        await peers[0].wait_for_peers(1, timeout=TIMEOUT)
+        before = peer_connections_up()
+        process.send_signal(stop)
+        await process.wait()
+        text_of(docs[0]).insert(0, "after the stop")
+        await wait_converged(docs[:2], timeout=TIMEOUT)
+        peers.append(Peer(docs[2], room="notes", signaling=b.url, host_addresses=LOOPBACK))
+        await peers[2].start()
+        await peers[2].wait_for_peers(2, timeout=TIMEOUT)
+        await wait_converged(docs, timeout=TIMEOUT)
+        assert before <= peer_connections_up()
+        assert peers[0].peers == {peers[1].id, peers[2].id}
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
         for peer in peers:
             await peer.aclose()
+        await b.aclose()
 
 
 # -- the command --------------------------------------------------------------------------------
