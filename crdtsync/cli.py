@@ -120,7 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--redis", metavar="URL", help="share rooms with other servers through Redis (redis://...)"
     )
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
-    peer.add_argument("--signaling", required=True, help="signaling server URL")
+    peer.add_argument(
+        "--signaling",
+        action="append",
+        required=True,
+        help="signaling server URL; repeat it to fail over: the peer moves to the next when "
+        "one cannot be reached or goes away",
+    )
     peer.add_argument("--room", required=True)
     peer.add_argument("--host-address", action="append", help="ICE host address (repeatable)")
     peer.add_argument("--store", type=Path, help="SQLite file that keeps the document (see Peer)")

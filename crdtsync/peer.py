@@ -1,8 +1,8 @@
 """The public facade: one ``pycrdt.Doc`` kept in sync with every peer of one room.
 
 ``Peer`` wires a replica, a presence and a mesh over a transport: WebRTC data channels
-found through a signaling server (``signaling=URL``), or the simulated network
-(``network=SimNetwork(...)``).
+found through a signaling server (``signaling=URL``, or a list of URLs to fail over
+between), or the simulated network (``network=SimNetwork(...)``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Peer:
         *,
         room: str,
         network: SimNetwork | None = None,
-        signaling: str | None = None,
+        signaling: str | Sequence[str] | None = None,
         ice_servers: Sequence[str | IceServer] = (),
         host_addresses: Sequence[str] | None = None,
         token: str | None = None,
@@ -78,7 +78,9 @@ class Peer:
         if not room:
             raise ConfigError("room must be a non-empty string")
         if (network is None) == (signaling is None):
-            raise ConfigError("give exactly one of network= (a SimNetwork) or signaling= (a URL)")
+            raise ConfigError(
+                "give exactly one of network= (a SimNetwork) or signaling= (a URL or URLs)"
+            )
         if network is not None and (password, token, ssl) != (None, None, None):
             raise ConfigError("password=, token= and ssl= are for signaling=, not network=")
         self.doc = doc

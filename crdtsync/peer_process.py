@@ -6,7 +6,8 @@ every edit so far is in the store, ``{"report": true}`` prints the peer's state,
 ``{"quit": true}`` leaves. Each output line is a JSON object: ``{"ready": id}`` once joined,
 ``{"peers": [...]}`` whenever the linked peers change, ``{"flushed": n}`` after the n-th
 flush, and the reports. The end of input ends the peer too, unless ``--serve`` (a service's
-input ends at once): then it runs until SIGTERM or Ctrl-C. With ``--store FILE`` the peer
+input ends at once): then it runs until SIGTERM or Ctrl-C. Several ``--signaling`` URLs
+are servers to fail over between, in that order. With ``--store FILE`` the peer
 keeps its document in that store, so a restarted process comes back with its edits. With
 ``--dialect y-webrtc`` it joins a y-webrtc room: with a store, it keeps a browser room's
 document while every browser is closed, and hands it to the next one that opens the room.
@@ -19,7 +20,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def stop_signals() -> asyncio.Future[int]:
 
 
 async def run_peer(
-    signaling: str,
+    signaling: str | Sequence[str],
     room: str,
     host_addresses: list[str] | None,
     store: Path | None,

@@ -1,9 +1,11 @@
 """The peers' side of signaling: join rooms, learn members, exchange link-setup payloads.
 
-It keeps itself connected: when the server goes away it retries with jittered backoff and,
-once back, proves the same identity and re-joins its rooms. Meanwhile the members it last
-heard of stand (open links do not need the server). Every wait has a timeout; keepalive
-pings go out whenever the server has been quiet for ``ping_interval``.
+It keeps itself connected: given several servers, it moves to the next when one cannot be
+reached or goes away (``servers.py`` says which and when), and on each proves the same
+identity (a proof naming that server) and re-joins its rooms; with one, it dials it again
+with jittered backoff. Meanwhile the members it last heard of stand (open links do not need
+the server). Every wait has a timeout; keepalive pings go out whenever the server has been
+quiet for ``ping_interval``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from crdtsync.errors import ConfigError, ProtocolError, SignalingError
+from crdtsync.errors import ProtocolError, SignalingError
 from crdtsync.protocol.signaling import (
     Challenge,
     Error,
@@ -35,34 +38,12 @@ from crdtsync.protocol.signaling import (
     decode_signaling,
     encode_signaling,
 )
-from crdtsync.signaling.identity import Identity, normalise_origin
+from crdtsync.signaling.identity import Identity
+from crdtsync.signaling.servers import CONNECTION_LOST, MAX_MESSAGE_SIZE, ServerList, dial
 
-__all__ = ["CONNECTION_LOST", "SignalingClient", "SignalingListener", "dial", "retry_delay"]
+__all__ = ["SignalingClient", "SignalingListener"]
 
 logger = logging.getLogger("crdtsync.signaling")
-
-MAX_MESSAGE_SIZE = 65536  # the server's default limit
-# What ends a connection to a signaling server without ending the client: it dials again.
-CONNECTION_LOST = (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI)
-
-
-def dial(url: str, open_timeout: float, tls: dict[str, Any]) -> connect:
-    """A websockets connection to a signaling server, as every client of ours opens it: no
-    compression (it costs ~35% on small frames), no websockets pings (we ping ourselves)."""
-    return connect(
-        url,
-        compression=None,
-        open_timeout=open_timeout,
-        ping_interval=None,
-        max_size=MAX_MESSAGE_SIZE,
-        **tls,
-    )
-
-
-def retry_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds to wait after ``failures`` failed tries in a row: doubling from ``base`` up
-    to ``cap``, jittered down to half so clients of a restarted server do not come at once."""
-    return min(cap, base * 2.0 ** (failures - 1)) * (0.5 + rng.random() / 2)
 
 
 class SignalingListener(Protocol):
@@ -74,11 +55,11 @@ class SignalingListener(Protocol):
 
 
 class SignalingClient:
-    """A reconnecting connection to one signaling server, for one peer identity."""
+    """A reconnecting connection to one of some signaling servers, for one peer identity."""
 
     def __init__(
         self,
-        url: str,
+        servers: str | Sequence[str],
         listener: SignalingListener,
         *,
         rooms: dict[str, str | None],
@@ -90,13 +71,13 @@ class SignalingClient:
         rng: random.Random | None = None,
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"signaling URL {url!r} must start with ws:// or wss://")
-        if ssl is not None and not url.startswith("wss://"):
-            raise ConfigError(f"an SSL context needs a wss:// signaling URL, not {url!r}")
-        self.url = url
-        # What our login proofs name: a proof for this server is worthless at any other.
-        self.origin = normalise_origin(url)
+        self.servers = ServerList(
+            servers,
+            tls=ssl is not None,
+            reconnect_base=reconnect_base,
+            reconnect_cap=reconnect_cap,
+            rng=rng or random.Random(),
+        )
         # wss:// without a context verifies the server against the system's certificates.
         self._tls: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
         self.listener = listener
@@ -104,9 +85,6 @@ class SignalingClient:
         self.identity = identity or Identity()
         self.ping_interval = ping_interval
         self.open_timeout = open_timeout
-        self.reconnect_base = reconnect_base
-        self.reconnect_cap = reconnect_cap
-        self._rng = rng or random.Random()
         self._members: dict[str, frozenset[str]] = {}
         self._joined: dict[str, asyncio.Event] = {room: asyncio.Event() for room in self.rooms}
         self._connection: ClientConnection | None = None
@@ -119,6 +97,11 @@ class SignalingClient:
     def peer_id(self) -> str:
         """Our id in every room: derived from our key, so known before connecting."""
         return self.identity.peer_id
+
+    @property
+    def url(self) -> str:
+        """The server in use now (or the one dialed next)."""
+        return self.servers.current
 
     @property
     def connected(self) -> bool:
@@ -153,8 +136,8 @@ class SignalingClient:
                 await self._joined[room].wait()
         except TimeoutError as exc:
             raise SignalingError(
-                f"{self.peer_id} could not join {room!r} via {self.url} within {timeout} s"
-                + (f": {self._failure}" if self._failure else "")
+                f"{self.peer_id} could not join {room!r} via {', '.join(self.servers.urls)} "
+                f"within {timeout} s" + (f": {self._failure}" if self._failure else "")
             ) from exc
         if self._failure is not None:
             raise self._failure
@@ -182,32 +165,30 @@ class SignalingClient:
     # -- internals ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        attempts = 0
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 async with dial(
                     self.url, open_timeout=self.open_timeout, tls=self._tls
                 ) as connection:
                     await self._introduce(connection)
-                    attempts = 0
+                    self.servers.connected(loop.time())
                     self._set_connection(connection)
                     logger.info("= %s connected to %s", self.peer_id, self.url)
                     await self._serve(connection)
-            except CONNECTION_LOST as exc:
-                logger.info("! %s lost signaling at %s: %r", self.peer_id, self.url, exc)
-            except (ProtocolError, SignalingError) as exc:
+            except (*CONNECTION_LOST, ProtocolError) as exc:
+                if isinstance(exc, ProtocolError):
+                    logger.warning("! %s: %s broke the protocol: %s", self.peer_id, self.url, exc)
+                delay = self.servers.ended(self.peer_id, exc, loop.time())
+            except SignalingError as exc:  # refused for good (version, token)
                 logger.warning("! %s: signaling refused: %s", self.peer_id, exc)
-                if isinstance(exc, SignalingError):  # refused for good (version, token)
-                    self._failure = exc
-                    for event in self._joined.values():
-                        event.set()
-                    return
+                self._failure = exc
+                for event in self._joined.values():
+                    event.set()
+                return
             finally:
                 self._set_connection(None)
-            attempts += 1
-            await asyncio.sleep(
-                retry_delay(attempts, self.reconnect_base, self.reconnect_cap, self._rng)
-            )
+            await asyncio.sleep(delay)
 
     async def _receive(self, connection: ClientConnection, timeout: float) -> SignalingMessage:
         async with asyncio.timeout(timeout):  # no inner task: cancelling us stays prompt
@@ -223,7 +204,7 @@ class SignalingClient:
             raise SignalingError(f"{challenge.code}: {challenge.message}")
         if not isinstance(challenge, Challenge):
             raise ProtocolError(f"expected a challenge, got {type(challenge).__name__}")
-        proof = self.identity.prove(self.origin, challenge.nonce)
+        proof = self.identity.prove(self.servers.origin, challenge.nonce)
         await connection.send(encode_signaling(Prove(proof)))
         welcome = await self._receive(connection, self.open_timeout)
         if not isinstance(welcome, Welcome) or welcome.peer_id != self.peer_id:

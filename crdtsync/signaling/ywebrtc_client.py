@@ -4,7 +4,8 @@ Speaks what y-webrtc's own clients speak (lib0 ``WebsocketClient`` and y-webrtc
 ``SignalingConn``), so it works against any y-webrtc signaling server, ours or y-webrtc's
 ``bin/server.js``: on every (re)connect it subscribes to its topics and tells the listener,
 which announces; it pings when the server has been quiet for 15 s and gives the connection
-up after 30 s without a message, as lib0 does. Open WebRTC links never need it.
+up after 30 s without a message, as lib0 does. Given several servers, it moves to the next
+when one cannot be reached or goes away (``servers.py``). Open WebRTC links never need it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
+from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from crdtsync.errors import ConfigError, ProtocolError, SignalingError
+from crdtsync.errors import ProtocolError, SignalingError
 from crdtsync.protocol.ywebrtc_signaling import (
     Error,
     Ping,
@@ -31,7 +33,7 @@ from crdtsync.protocol.ywebrtc_signaling import (
     decode_topic_message,
     encode_topic_message,
 )
-from crdtsync.signaling.client import CONNECTION_LOST, MAX_MESSAGE_SIZE, dial, retry_delay
+from crdtsync.signaling.servers import CONNECTION_LOST, MAX_MESSAGE_SIZE, ServerList, dial
 
 __all__ = ["TopicListener", "YWebrtcSignalingClient", "with_token"]
 
@@ -55,14 +57,19 @@ def with_token(url: str, token: str | None) -> str:
 
 
 class YWebrtcSignalingClient:
-    """One reconnecting connection to a y-webrtc signaling server, for some topics."""
+    """One reconnecting connection to one of some y-webrtc signaling servers, for some topics.
+
+    ``token`` rides in each URL's query string (``with_token``); ``name`` (the peer's id)
+    heads its log lines."""
 
     def __init__(
         self,
-        url: str,
+        servers: str | Sequence[str],
         listener: TopicListener,
         *,
         topics: tuple[str, ...],
+        token: str | None = None,
+        name: str = "y-webrtc client",
         ssl: ssl_module.SSLContext | None = None,
         ping_interval: float = 15.0,
         dead_after: float = 30.0,
@@ -71,23 +78,29 @@ class YWebrtcSignalingClient:
         reconnect_cap: float = 2.5,
         rng: random.Random | None = None,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"signaling URL {url!r} must start with ws:// or wss://")
-        if ssl is not None and not url.startswith("wss://"):
-            raise ConfigError(f"an SSL context needs a wss:// signaling URL, not {url!r}")
-        self.url = url
+        self.servers = ServerList(
+            servers,
+            tls=ssl is not None,
+            reconnect_base=reconnect_base,
+            reconnect_cap=reconnect_cap,  # lib0 retries within 2.5 s at most
+            rng=rng or random.Random(),
+        )
+        self._token = token
+        self.name = name
         self._tls: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
         self.listener = listener
         self.topics = topics
         self.ping_interval = ping_interval
         self.dead_after = dead_after
         self.open_timeout = open_timeout
-        self.reconnect_base = reconnect_base
-        self.reconnect_cap = reconnect_cap  # lib0 retries within 2.5 s at most
-        self._rng = rng or random.Random()
         self._connection: ClientConnection | None = None
         self._connection_changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server in use now (or the one dialed next)."""
+        return self.servers.current
 
     @property
     def connected(self) -> bool:
@@ -96,7 +109,7 @@ class YWebrtcSignalingClient:
     async def start(self) -> None:
         """Start connecting in the background (``wait_connected`` waits for it)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"y-webrtc signaling {self.url}")
+            self._task = asyncio.create_task(self._run(), name=f"y-webrtc signaling {self.name}")
 
     async def wait_connected(self, connected: bool = True, *, timeout: float) -> None:
         """Wait until subscribed (or, with False, disconnected); SignalingError on timeout."""
@@ -107,7 +120,8 @@ class YWebrtcSignalingClient:
                     await self._connection_changed.wait()
         except TimeoutError as exc:
             state = "connected to" if connected else "disconnected from"
-            raise SignalingError(f"not {state} {self.url} within {timeout} s") from exc
+            servers = ", ".join(self.servers.urls)
+            raise SignalingError(f"{self.name} not {state} {servers} within {timeout} s") from exc
 
     async def publish(self, topic: str, data: object) -> bool:
         """Publish to ``topic``; False while disconnected (the payload is lost, as in y-webrtc)."""
@@ -139,26 +153,22 @@ class YWebrtcSignalingClient:
     # -- internals ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        failures = 0
+        loop = asyncio.get_running_loop()
         while True:
+            url = with_token(self.url, self._token)
             try:
-                async with dial(
-                    self.url, open_timeout=self.open_timeout, tls=self._tls
-                ) as connection:
+                async with dial(url, open_timeout=self.open_timeout, tls=self._tls) as connection:
                     await connection.send(encode_topic_message(Subscribe(self.topics)))
-                    failures = 0
+                    self.servers.connected(loop.time())
                     self._set_connection(connection)
-                    logger.info("= connected to %s (y-webrtc)", self.url)
+                    logger.info("= %s connected to %s (y-webrtc)", self.name, self.url)
                     self.listener.signaling_connected()
                     await self._serve(connection)
             except CONNECTION_LOST as exc:
-                logger.info("! lost y-webrtc signaling at %s: %r", self.url, exc)
+                delay = self.servers.ended(self.name, exc, loop.time())
             finally:
                 self._set_connection(None)
-            failures += 1
-            await asyncio.sleep(
-                retry_delay(failures, self.reconnect_base, self.reconnect_cap, self._rng)
-            )
+            await asyncio.sleep(delay)
 
     async def _serve(self, connection: ClientConnection) -> None:
         loop = asyncio.get_running_loop()

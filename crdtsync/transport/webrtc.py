@@ -151,7 +151,7 @@ class WebRTCConnector(Connector):
 
     def __init__(
         self,
-        signaling_url: str,
+        signaling: str | Sequence[str],
         room: str,
         *,
         identity: Identity | None = None,
@@ -174,7 +174,7 @@ class WebRTCConnector(Connector):
         self._replays = ReplayGuard()
         self._configuration = ice_configuration(ice_servers)
         self.signaling = SignalingClient(
-            signaling_url, self, rooms={room: token}, identity=identity, ssl=ssl
+            signaling, self, rooms={room: token}, identity=identity, ssl=ssl
         )
         self._password = password
         self._room_key: RoomKey | None = None

@@ -40,7 +40,7 @@ from crdtsync.protocol.ywebrtc_room import (
     RoomAction,
     YWebrtcRoom,
 )
-from crdtsync.signaling.ywebrtc_client import YWebrtcSignalingClient, with_token
+from crdtsync.signaling.ywebrtc_client import YWebrtcSignalingClient
 from crdtsync.transport.base import Connector, LinkListener
 from crdtsync.transport.ice_hosts import host_addresses
 from crdtsync.transport.webrtc import (
@@ -77,7 +77,7 @@ class YWebrtcConnector(Connector):
 
     def __init__(
         self,
-        signaling_url: str,
+        signaling: str | Sequence[str],
         room: str,
         *,
         token: str | None = None,
@@ -110,7 +110,13 @@ class YWebrtcConnector(Connector):
         )
         self.budget = self._rooms.budget
         self.signaling = YWebrtcSignalingClient(
-            with_token(signaling_url, token), self, topics=(room,), ssl=ssl, rng=rng
+            signaling,
+            self,
+            topics=(room,),
+            token=token,
+            name=self._local_id,
+            ssl=ssl,
+            rng=rng,
         )
         self.rejected_signals = 0  # payloads we could not open (another password, garbage)
         self._listener: LinkListener | None = None
