@@ -161,6 +161,15 @@ class Peer:
         return self._mesh.synced
 
     @property
+    def signaling_url(self) -> str | None:
+        """The signaling server this peer is connected to now (of those it was given); None
+        while it has none, and on a simulated network."""
+        if isinstance(self._connector, WebRTCConnector | YWebrtcConnector):
+            client = self._connector.signaling
+            return client.url if client.connected else None
+        return None
+
+    @property
     def bytes_sent(self) -> int:
         """Bytes this peer put on its links so far (every message, every link)."""
         return self._mesh.bytes_sent

@@ -8,9 +8,10 @@ connection that announced its ``to`` id in that topic; encrypted payloads go to 
 The adapter reports bytes written (``sent()``): a signal to a connection that is behind is
 refused to its sender ("target-busy"), a broadcast skips it; nobody is dropped for others.
 y-webrtc ids are not proven, so tokens bound to a peer id (``tokens.py``) admit nobody here.
-``clustered=True`` shares topics with other servers (``cluster.py``): a subscription waits for
-a seat, and a publish that may concern subscribers elsewhere is fanned out to their servers,
-whose cores route it to their own connections by the same rules.
+``clustered=True`` shares topics with other servers (``cluster.py``): a subscription holds at
+once (y-webrtc publishes right after subscribing) while its seat is claimed, and is undone if
+the room is full elsewhere; a publish that may concern subscribers elsewhere is fanned out to
+their servers, whose cores route it to their own connections by the same rules.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class _Subscriber:
     address: str
     # Each subscribed topic, with the ids this connection bound there (oldest first).
     topics: dict[str, list[str]] = field(default_factory=dict)
-    claiming: set[str] = field(default_factory=set)  # topics waiting for a cluster-wide seat
+    claiming: set[str] = field(default_factory=set)  # subscribed, its cluster-wide seat asked
     backlog: int = 0  # bytes sent to it that the adapter has not yet handed to the network
 
 
@@ -148,7 +149,7 @@ class TopicRouter:
         subscriber = self._subscribers.pop(conn, None)
         if subscriber is None:
             return
-        for topic in [*subscriber.topics, *subscriber.claiming]:
+        for topic in list(subscriber.topics):
             self._leave(subscriber, topic)
         logger.debug("= y-webrtc connection %d disconnected", conn)
 
@@ -173,14 +174,13 @@ class TopicRouter:
         subscriber = self._subscribers.get(conn)
         if subscriber is not None and room in subscriber.claiming:
             subscriber.claiming.discard(room)
-            self._enter(subscriber, room)
             self.members_elsewhere(room, elsewhere)
 
     def seat_refused(self, conn: int, room: str, now: float) -> None:
-        """Every seat of topic ``room`` is taken on some server: the subscription is refused."""
+        """Every seat of topic ``room`` is taken on some server: the subscription is undone."""
         subscriber = self._subscribers.get(conn)
         if subscriber is not None and room in subscriber.claiming:
-            subscriber.claiming.discard(room)
+            self._leave(subscriber, room)
             limit = self.settings.max_peers_per_room
             self._refuse(subscriber, now, "room-full", f"room {short(room)} has {limit} peers")
 
@@ -237,7 +237,7 @@ class TopicRouter:
             self._subscribe(subscriber, message.topics, now)
         elif isinstance(message, Unsubscribe):
             for topic in message.topics:
-                if topic in subscriber.topics or topic in subscriber.claiming:
+                if topic in subscriber.topics:
                     self._leave(subscriber, topic)
         elif isinstance(message, Publish):
             self._publish(subscriber, message, now)
@@ -249,7 +249,7 @@ class TopicRouter:
 
     def _subscribe(self, subscriber: _Subscriber, topics: tuple[str, ...], now: float) -> None:
         for topic in dict.fromkeys(topics):
-            if topic in subscriber.topics or topic in subscriber.claiming:
+            if topic in subscriber.topics:
                 continue  # subscribe is idempotent: clients resend it on every reconnect
             problem = self._token_problem(subscriber, topic)
             if problem is not None:
@@ -259,15 +259,10 @@ class TopicRouter:
                 continue
             members = len(self._topics.get(topic, ())) + self._remote.count(topic)
             from_address = self._topic_addresses.get(topic, {}).get(subscriber.address, 0)
-            joined = len(subscriber.topics) + len(subscriber.claiming)
-            refusal = subscriber.limits.join(topic, joined, members, from_address)
+            refusal = subscriber.limits.join(topic, len(subscriber.topics), members, from_address)
             if refusal is not None:
                 if not self._refuse(subscriber, now, *refusal) or refusal[0] == "too-many-rooms":
                     return  # the rest of the list would be refused the same way
-            elif self.clustered:
-                subscriber.claiming.add(topic)
-                limit = self.settings.max_peers_per_room
-                self._commands.append(Claim(topic, str(subscriber.conn), subscriber.conn, limit))
             else:
                 self._enter(subscriber, topic)
 
@@ -277,6 +272,10 @@ class TopicRouter:
         members[subscriber.conn] = subscriber
         addresses[subscriber.address] = addresses.get(subscriber.address, 0) + 1
         subscriber.topics[topic] = []
+        if self.clustered:
+            subscriber.claiming.add(topic)
+            limit = self.settings.max_peers_per_room
+            self._commands.append(Claim(topic, str(subscriber.conn), subscriber.conn, limit))
         logger.info(
             "= y-webrtc connection %d subscribed to %s (%d subscribers)",
             subscriber.conn,
@@ -299,9 +298,7 @@ class TopicRouter:
     def _leave(self, subscriber: _Subscriber, topic: str) -> None:
         if self.clustered:
             self._commands.append(Release(topic, str(subscriber.conn)))
-        if topic in subscriber.claiming:
-            subscriber.claiming.discard(topic)
-            return
+        subscriber.claiming.discard(topic)
         bound = self._bound.get(topic, {})
         for peer_id in subscriber.topics.pop(topic, []):
             if bound.get(peer_id) == subscriber.conn:
@@ -337,9 +334,9 @@ class TopicRouter:
             sender = data.get("from")
             if data.get("type") in ("announce", "signal") and isinstance(sender, str):
                 self._bind(subscriber, topic, sender)
-        if self._deliver(subscriber, topic, data, relayed, now) and self.has_members_elsewhere(
-            topic
-        ):
+        # While its seat is being claimed, who else holds the room is not known yet: fan out.
+        elsewhere = self.has_members_elsewhere(topic) or topic in subscriber.claiming
+        if self._deliver(subscriber, topic, data, relayed, now) and elsewhere:
             self._commands.append(Fanout(topic, relayed))
 
     def _deliver(

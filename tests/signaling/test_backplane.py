@@ -21,6 +21,7 @@ from crdtsync.protocol.signaling import (
     Signal,
     SignalingMessage,
 )
+from crdtsync.protocol.ywebrtc_signaling import Error as TopicError
 from crdtsync.protocol.ywebrtc_signaling import Publish
 from crdtsync.signaling.backplane import BackplaneSettings
 from crdtsync.signaling.router import SignalingSettings
@@ -186,4 +187,18 @@ async def test_ywebrtc_topics_span_servers(redis: RedisServer) -> None:
         assert message.data == signal
         await settle(bystander)  # nothing for the bystander before its pong
         for ws in (first, second, bystander):
+            await ws.close()
+
+
+async def test_a_full_ywebrtc_topic_is_full_on_every_server(redis: RedisServer) -> None:
+    settings = SignalingSettings(max_peers_per_room=1)
+    async with servers(redis, 2, settings) as (one, two):
+        first = await open_(one.url, "room")
+        await one.wait_until(lambda: "room" in one.topics.topics, timeout=TIMEOUT)
+        second = await open_(two.url, "room")  # held at once, undone when the claim fails
+        refusal = await get(second)
+        assert isinstance(refusal, TopicError)
+        assert refusal.code == "room-full"
+        await two.wait_until(lambda: "room" not in two.topics.topics, timeout=TIMEOUT)
+        for ws in (first, second):
             await ws.close()
