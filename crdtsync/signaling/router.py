@@ -45,6 +45,8 @@ from crdtsync.signaling.limits import (
     frame_size,
     short,
 )
+from crdtsync.signaling.log_format import log_fields
+from crdtsync.signaling.tally import Tally
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["Router", "SignalingSettings"]  # SignalingSettings lives in limits.py
@@ -91,11 +93,17 @@ class Router:
         self._next_conn = 0
         self._outgoing: list[tuple[int, bytes]] = []
         self._closing: list[tuple[int, int, str]] = []
+        self.tally = Tally()  # for /metrics
 
     @property
     def rooms(self) -> dict[str, frozenset[str]]:
         """Each room's members (peer ids), for logs and tests."""
         return {room: frozenset(members) for room, members in self._rooms.items()}
+
+    @property
+    def room_count(self) -> int:
+        """Rooms with at least one member (for /metrics and /healthz), in O(1)."""
+        return len(self._rooms)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -149,7 +157,11 @@ class Router:
             self._leave(client, room)
         if client.peer_id is not None:
             del self._by_peer[client.peer_id]
-            logger.info("= %s disconnected", client.peer_id)
+            logger.info(
+                "= %s disconnected",
+                client.peer_id,
+                extra=log_fields("disconnected", peer=client.peer_id),
+            )
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
@@ -227,7 +239,7 @@ class Router:
         client.limits.logged_in()
         self._by_peer[peer_id] = client
         self._send(client, Welcome(peer_id))
-        logger.info("= %s connected", peer_id)
+        logger.info("= %s connected", peer_id, extra=log_fields("connected", peer=peer_id))
 
     def _join(self, client: _Client, join: Join, now: float) -> None:
         assert client.peer_id is not None
@@ -263,7 +275,14 @@ class Router:
         members.add(client.peer_id)
         addresses[client.address] = addresses.get(client.address, 0) + 1
         client.rooms.add(join.room)
-        logger.info("= %s joined %s (%d peers)", client.peer_id, short(join.room), len(members))
+        self.tally.joins += 1
+        logger.info(
+            "= %s joined %s (%d peers)",
+            client.peer_id,
+            short(join.room),
+            len(members),
+            extra=log_fields("joined", room=join.room, peer=client.peer_id),
+        )
 
     def _leave(self, client: _Client, room: str) -> None:
         assert client.peer_id is not None
@@ -280,7 +299,12 @@ class Router:
         if not members:
             self._rooms.pop(room, None)
             self._room_addresses.pop(room, None)
-        logger.info("= %s left %s", client.peer_id, short(room))
+        logger.info(
+            "= %s left %s",
+            client.peer_id,
+            short(room),
+            extra=log_fields("left", room=room, peer=client.peer_id),
+        )
 
     def _relay(self, client: _Client, signal: Signal, now: float) -> None:
         assert client.peer_id is not None
@@ -297,6 +321,7 @@ class Router:
             self._refuse(client, now, "target-busy", reason)
             return
         self._queue(target, data)
+        self.tally.relayed["signal"] += 1
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -311,7 +336,14 @@ class Router:
         # The reason may quote the peer's input (a decoder's complaint): keep it short.
         reason = cut(reason)
         who = client.peer_id or f"connection {client.conn}"
-        logger.info("! %s refused (%s): %s", who, code, reason)
+        self.tally.refusals[code] += 1
+        logger.info(
+            "! %s refused (%s): %s",
+            who,
+            code,
+            reason,
+            extra=log_fields("refused", peer=client.peer_id, connection=client.conn, code=code),
+        )
         close = client.limits.refused(code, now, _NOT_COUNTED.get(code, 1.0))
         if close is not None:
             self._close(client, *close)

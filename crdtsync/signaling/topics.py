@@ -38,6 +38,8 @@ from crdtsync.signaling.limits import (
     frame_size,
     short,
 )
+from crdtsync.signaling.log_format import log_fields
+from crdtsync.signaling.tally import Tally
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["TopicRouter"]
@@ -86,11 +88,17 @@ class TopicRouter:
         self._next_conn = 0
         self._outgoing: list[tuple[int, str]] = []
         self._closing: list[tuple[int, int, str]] = []
+        self.tally = Tally()  # for /metrics
 
     @property
     def topics(self) -> dict[str, frozenset[int]]:
         """Each topic's subscribers (connection handles), for logs and tests."""
         return {topic: frozenset(members) for topic, members in self._topics.items()}
+
+    @property
+    def room_count(self) -> int:
+        """Topics with at least one subscriber (for /metrics and /healthz), in O(1)."""
+        return len(self._topics)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -136,7 +144,11 @@ class TopicRouter:
             return
         for topic in list(subscriber.topics):
             self._leave(subscriber, topic)
-        logger.debug("= y-webrtc connection %d disconnected", conn)
+        logger.debug(
+            "= y-webrtc connection %d disconnected",
+            conn,
+            extra=log_fields("disconnected", connection=conn),
+        )
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
@@ -204,11 +216,13 @@ class TopicRouter:
             addresses[subscriber.address] = addresses.get(subscriber.address, 0) + 1
             self._topic_addresses[topic] = addresses
             subscriber.topics[topic] = []
+            self.tally.joins += 1
             logger.info(
                 "= y-webrtc connection %d subscribed to %s (%d subscribers)",
                 subscriber.conn,
                 short(topic),
                 len(members),
+                extra=log_fields("joined", room=topic, connection=subscriber.conn),
             )
 
     def _token_problem(self, subscriber: _Subscriber, topic: str) -> str | None:
@@ -240,7 +254,12 @@ class TopicRouter:
         if not members:
             self._topics.pop(topic, None)
             self._topic_addresses.pop(topic, None)
-        logger.debug("= y-webrtc connection %d left %s", subscriber.conn, short(topic))
+        logger.debug(
+            "= y-webrtc connection %d left %s",
+            subscriber.conn,
+            short(topic),
+            extra=log_fields("left", room=topic, connection=subscriber.conn),
+        )
 
     def _publish(self, subscriber: _Subscriber, publish: Publish, now: float) -> None:
         topic, data = publish.topic, publish.data
@@ -256,6 +275,7 @@ class TopicRouter:
             return
         size = frame_size(relayed)
         limit = self.settings.send_queue_bytes
+        relayed_kind = _kind_of(data)
         if isinstance(data, dict):  # a plaintext room: announce and signal name their peers
             kind, sender, target = data.get("type"), data.get("from"), data.get("to")
             if kind in ("announce", "signal") and isinstance(sender, str):
@@ -273,6 +293,7 @@ class TopicRouter:
                     self._refuse(subscriber, now, "target-busy", reason)
                 else:
                     self._queue(self._subscribers[conn], relayed, size)
+                    self.tally.relayed[relayed_kind] += 1
                 return
         for conn, member in members.items():
             if conn == subscriber.conn:  # y-webrtc clients ignore their own messages anyway
@@ -282,6 +303,7 @@ class TopicRouter:
                 logger.debug("= publish to busy y-webrtc connection %d skipped", conn)
                 continue
             self._queue(member, relayed, size)
+            self.tally.relayed[relayed_kind] += 1
 
     def _bind(self, subscriber: _Subscriber, topic: str, peer_id: str) -> None:
         """``peer_id`` speaks through this connection in ``topic`` (the latest publisher wins)."""
@@ -313,7 +335,14 @@ class TopicRouter:
         """Say no; False when that was one refusal too many and the connection is closed."""
         # The reason may quote the peer's input (a decoder's complaint): keep it short.
         reason = cut(reason)
-        logger.info("! y-webrtc connection %d refused (%s): %s", subscriber.conn, code, reason)
+        self.tally.refusals[code] += 1
+        logger.info(
+            "! y-webrtc connection %d refused (%s): %s",
+            subscriber.conn,
+            code,
+            reason,
+            extra=log_fields("refused", connection=subscriber.conn, code=code),
+        )
         close = subscriber.limits.refused(code, now, _NOT_COUNTED.get(code, 1.0))
         if close is not None:
             self._close(subscriber, *close)
@@ -324,6 +353,15 @@ class TopicRouter:
     def _close(self, subscriber: _Subscriber, code: int, reason: str) -> None:
         self._closing.append((subscriber.conn, code, reason))
         self.disconnect(subscriber.conn)
+
+
+def _kind_of(data: object) -> str:
+    """A published payload's kind for ``Tally.relayed``: a plaintext room's ``type`` when it is
+    one y-webrtc sends, "sealed" for a password room's encrypted string, else "other"."""
+    if isinstance(data, str):
+        return "sealed"
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) and kind in ("announce", "signal") else "other"
 
 
 def _tokens_of(path: str) -> tuple[str, ...]:
