@@ -23,7 +23,7 @@ import socket
 import ssl as ssl_module
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -76,13 +76,17 @@ class _Arrival:
         self.source: _Outbox | None = None
         self.at = 0.0
 
-    @contextlib.contextmanager
-    def of(self, source: _Outbox, at: float) -> Iterator[None]:
+    def of(self, source: _Outbox, at: float) -> Self:
+        """``with arrival.of(outbox, now):`` around feeding and dispatching one frame (a
+        plain class, not contextlib's: this runs for every frame)."""
         self.source, self.at = source, at
-        try:
-            yield
-        finally:
-            self.source = None
+        return self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.source = None
 
     def stamp(self, outbox: _Outbox) -> float | None:
         """When the frame being handled arrived, if ``outbox`` is another connection's."""
