@@ -31,7 +31,7 @@ from websockets.http11 import Request, Response
 from crdtsync.errors import ConfigError
 from crdtsync.signaling.tally import Tally
 
-__all__ = ["HEALTH_PATH", "METRICS_PATH", "RedisState", "ServerMetrics", "Status"]
+__all__ = ["HEALTH_PATH", "METRICS_PATH", "Counted", "RedisState", "ServerMetrics", "Status"]
 
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"

@@ -144,11 +144,12 @@ class TopicRouter:
             return
         for topic in list(subscriber.topics):
             self._leave(subscriber, topic)
-        logger.debug(
-            "= y-webrtc connection %d disconnected",
-            conn,
-            extra=log_fields("disconnected", connection=conn),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "= y-webrtc connection %d disconnected",
+                conn,
+                extra=log_fields("disconnected", connection=conn),
+            )
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
@@ -254,12 +255,13 @@ class TopicRouter:
         if not members:
             self._topics.pop(topic, None)
             self._topic_addresses.pop(topic, None)
-        logger.debug(
-            "= y-webrtc connection %d left %s",
-            subscriber.conn,
-            short(topic),
-            extra=log_fields("left", room=topic, connection=subscriber.conn),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "= y-webrtc connection %d left %s",
+                subscriber.conn,
+                short(topic),
+                extra=log_fields("left", room=topic, connection=subscriber.conn),
+            )
 
     def _publish(self, subscriber: _Subscriber, publish: Publish, now: float) -> None:
         topic, data = publish.topic, publish.data

@@ -116,3 +116,10 @@ async def test_other_paths_still_upgrade_and_plain_gets_are_refused() -> None:
         assert status == 426  # websockets: a plain GET that is no upgrade
         ws, _ = await hello(server.url.rstrip("/") + "/some/room?token=x")
         await ws.close()
+
+
+def test_a_server_not_yet_listening_is_not_ready() -> None:
+    assert SignalingServer().metrics.health() == (
+        503,
+        {"status": "starting", "connections": 0, "rooms": 0, "redis": "disabled"},
+    )
