@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
+import pycrdt
 import pytest
 from probes import TIMEOUT, health, scrape, start_signal, value
 from test_server import hello, receive, send
@@ -13,12 +15,14 @@ from test_server_ywebrtc import closed_with, open_, settle
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from crdtsync import Peer
 from crdtsync.protocol.signaling import Join, Joined
 from crdtsync.signaling.router import SignalingSettings
 from crdtsync.signaling.server import SignalingServer
 
 # A SIGTERM'd server is gone within this, its clients closed (the bound).
 EXIT_WITHIN = 5.0
+LOOPBACK = ["127.0.0.1"]
 
 
 async def test_a_draining_server_refuses_newcomers_reports_503_and_closes_with_1001() -> None:
@@ -75,3 +79,20 @@ async def test_sigterm_closes_clients_with_1001_and_exits_within_5_s() -> None:
         if process.returncode is None:
             process.kill()  # never leave a server behind a failed test
             await process.wait()
+
+
+async def test_linked_peers_stay_linked_and_in_sync_while_their_server_drains() -> None:
+    async with SignalingServer() as server:
+        docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc(), pycrdt.Doc()]
+        async with (
+            Peer(docs[0], room="notes", signaling=server.url, host_addresses=LOOPBACK) as a,
+            Peer(docs[1], room="notes", signaling=server.url, host_addresses=LOOPBACK) as b,
+        ):
+            await a.wait_for_peers(1, timeout=TIMEOUT)
+            await b.wait_for_peers(1, timeout=TIMEOUT)
+            await server.drain(timeout=TIMEOUT)  # both hear 1001; the data channel stays
+            text = docs[0].get("text", type=pycrdt.Text)
+            text += "after the drain"
+            seen = docs[1].get("text", type=pycrdt.Text)
+            await b.wait_for(lambda: str(seen) == "after the drain", timeout=TIMEOUT, what="sync")
+            assert a.peers == {b.id}
