@@ -18,6 +18,7 @@ from crdtsync.demo import DemoOptions, run_demo
 from crdtsync.errors import ConfigError, CrdtSyncError
 from crdtsync.peer import DIALECTS
 from crdtsync.peer_process import run_peer, stop_signals
+from crdtsync.signaling.log_format import json_handler, log_fields
 from crdtsync.signaling.server import SignalingServer
 
 __all__ = ["main"]
@@ -68,7 +69,11 @@ async def _signal(args: argparse.Namespace) -> int:
     async with SignalingServer(args.host, args.port, ssl=tls, redis=args.redis) as server:
         print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
         code = await stopped
-    logging.getLogger("crdtsync.signaling").info("= signaling server stopped")
+        # Clients hear 1001 (going away) and move to another server.
+        await server.drain()
+    logging.getLogger("crdtsync.signaling").info(
+        "= signaling server stopped", extra=log_fields("stopped")
+    )
     return code
 
 
@@ -119,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--redis", metavar="URL", help="share rooms with other servers through Redis (redis://...)"
     )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per line (event, room, peer, code), for log collectors",
+    )
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
     peer.add_argument(
         "--signaling",
@@ -145,9 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "signal" else logging.WARNING
+    as_json = args.command == "signal" and args.log_format == "json"
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else quiet,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[json_handler()] if as_json else None,
     )
     try:
         if args.command == "peer":

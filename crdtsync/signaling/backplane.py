@@ -121,7 +121,10 @@ class RedisBackplane:
         on_change: Callable[[], None],
         settings: BackplaneSettings | None = None,
         on_error: Callable[[], None] | None = None,
+        on_state: Callable[[BackplaneState], None] | None = None,
     ) -> None:
+        """``on_change``: the cores were fed (dispatch their output); ``on_error``: a Redis
+        call failed; ``on_state``: connecting, connected or down (for health and metrics)."""
         self.settings = settings or BackplaneSettings()
         self.server_id = secrets.token_hex(8)
         self.state: BackplaneState = "connecting"
@@ -130,6 +133,7 @@ class RedisBackplane:
         self._cores: dict[str, _Core] = {"n": native, "y": topics}
         self._on_change = on_change
         self._on_error = on_error
+        self._on_state = on_state
         timeout = self.settings.timeout
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
@@ -245,6 +249,8 @@ class RedisBackplane:
     def _set_state(self, state: BackplaneState) -> None:
         self.state = state
         self._state_changed.set()
+        if self._on_state is not None:
+            self._on_state(state)
 
     # -- the three tasks of a session -----------------------------------------------------------
 

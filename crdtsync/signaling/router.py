@@ -48,6 +48,8 @@ from crdtsync.signaling.limits import (
     frame_size,
     short,
 )
+from crdtsync.signaling.log_format import log_fields
+from crdtsync.signaling.tally import Tally
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["Router", "SignalingSettings"]  # SignalingSettings lives in limits.py
@@ -99,6 +101,7 @@ class Router:
         self._closing: list[tuple[int, int, str]] = []
         self._remote = RemoteMembers()
         self._commands: list[ClusterCommand] = []
+        self.tally = Tally()  # for /metrics
 
     @property
     def rooms(self) -> dict[str, frozenset[str]]:
@@ -108,6 +111,11 @@ class Router:
     def members(self, room: str) -> frozenset[str]:
         """Everyone in ``room``: here and, as the backplane last said, on other servers."""
         return frozenset(self._rooms.get(room, ())) | self._remote.members(room)
+
+    @property
+    def room_count(self) -> int:
+        """Rooms with at least one member (for /metrics and /healthz), in O(1)."""
+        return len(self._rooms)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -161,7 +169,11 @@ class Router:
             self._leave(client, room)
         if client.peer_id is not None:
             del self._by_peer[client.peer_id]
-            logger.info("= %s disconnected", client.peer_id)
+            logger.info(
+                "= %s disconnected",
+                client.peer_id,
+                extra=log_fields("disconnected", peer=client.peer_id),
+            )
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
@@ -310,7 +322,7 @@ class Router:
         client.limits.logged_in()
         self._by_peer[peer_id] = client
         self._send(client, Welcome(peer_id))
-        logger.info("= %s connected", peer_id)
+        logger.info("= %s connected", peer_id, extra=log_fields("connected", peer=peer_id))
 
     def _join(self, client: _Client, join: Join, now: float) -> None:
         assert client.peer_id is not None
@@ -353,8 +365,15 @@ class Router:
         members.add(client.peer_id)
         addresses[client.address] = addresses.get(client.address, 0) + 1
         client.rooms.add(room)
+        self.tally.joins += 1
         total = len(members) + self._remote.count(room)
-        logger.info("= %s joined %s (%d peers)", client.peer_id, short(room), total)
+        logger.info(
+            "= %s joined %s (%d peers)",
+            client.peer_id,
+            short(room),
+            total,
+            extra=log_fields("joined", room=room, peer=client.peer_id),
+        )
 
     def _leave(self, client: _Client, room: str) -> None:
         assert client.peer_id is not None
@@ -376,7 +395,12 @@ class Router:
             self._rooms.pop(room, None)
             self._room_addresses.pop(room, None)
             self._remote.forget(room)
-        logger.info("= %s left %s", client.peer_id, short(room))
+        logger.info(
+            "= %s left %s",
+            client.peer_id,
+            short(room),
+            extra=log_fields("left", room=room, peer=client.peer_id),
+        )
 
     def _relay(self, client: _Client, signal: Signal, now: float) -> None:
         assert client.peer_id is not None
@@ -399,6 +423,7 @@ class Router:
             self._refuse(client, now, "target-busy", reason)
             return
         self._queue(target, data)
+        self.tally.relayed["signal"] += 1
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -420,7 +445,14 @@ class Router:
         # The reason may quote the peer's input (a decoder's complaint): keep it short.
         reason = cut(reason)
         who = client.peer_id or f"connection {client.conn}"
-        logger.info("! %s refused (%s): %s", who, code, reason)
+        self.tally.refusals[code] += 1
+        logger.info(
+            "! %s refused (%s): %s",
+            who,
+            code,
+            reason,
+            extra=log_fields("refused", peer=client.peer_id, connection=client.conn, code=code),
+        )
         close = client.limits.refused(code, now, _NOT_COUNTED.get(code, 1.0))
         if close is not None:
             self._close(client, *close)

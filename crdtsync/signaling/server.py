@@ -9,9 +9,11 @@ and overall (``limits.Admission``) as the TCP connection is accepted, before a b
 over a cap, an HTTP 503 is written and the socket closed at once. The cores decide the rest.
 ``port=0`` picks a free port; ``url`` is the real address. Keepalive and idle timeouts are the
 cores' (clients send ``ping``), so websockets' pings are off, and so is compression (~35%).
-Nothing a remote sends makes a log line longer than a few hundred characters. With
-``redis=URL`` several servers share rooms (``backplane.py``): the cores' cluster commands go
-to the backplane, and what it hears comes back into the cores like a client's input.
+Nothing a remote sends makes a log line longer than a few hundred characters. A plain GET
+of ``/healthz`` or ``/metrics`` is answered on the same port (``operations.py``); ``drain()``
+sends every client away with 1001 before stopping. With ``redis=URL`` several servers share
+rooms (``backplane.py``): the cores' cluster commands go to the backplane, and what it hears
+comes back into the cores like a client's input.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -34,20 +36,26 @@ from crdtsync.errors import ConfigError, SignalingError, SyncTimeoutError
 from crdtsync.signaling.cluster import ClusterCommand
 from crdtsync.signaling.identity import normalise_origin
 from crdtsync.signaling.limits import Admission, address_key, cut, frame_size
+from crdtsync.signaling.log_format import log_fields
+from crdtsync.signaling.operations import ServerMetrics
 from crdtsync.signaling.router import Router, SignalingSettings
 from crdtsync.signaling.topics import TopicRouter
 
 if TYPE_CHECKING:  # redis-py is an extra: imported only when a server is given a Redis URL
-    from crdtsync.signaling.backplane import BackplaneSettings, RedisBackplane
+    from crdtsync.signaling.backplane import BackplaneSettings, BackplaneState, RedisBackplane
 
 try:
     import resource
 except ImportError:  # not on Windows
     resource = None  # type: ignore[assignment]
 
-__all__ = ["SignalingServer"]
+__all__ = ["DRAIN_TIMEOUT", "SignalingServer"]
 
 logger = logging.getLogger("crdtsync.signaling")
+
+# How long a drain waits for its clients to go: closes have close_timeout (2 s) each, so
+# with the process's own start-up and exit a SIGTERM ends within 5 s.
+DRAIN_TIMEOUT = 3.0
 
 
 class _Core(Protocol):
@@ -66,10 +74,36 @@ class _Core(Protocol):
     def take_commands(self) -> Sequence[ClusterCommand]: ...
 
 
+class _Arrival:
+    """The frame being fed to a core: whose connection it came from, and when. What the core
+    makes meanwhile for other connections is relayed; each such frame carries that time,
+    so the writer can measure the relay latency."""
+
+    def __init__(self) -> None:
+        self.source: _Outbox | None = None
+        self.at = 0.0
+
+    def of(self, source: _Outbox, at: float) -> Self:
+        """``with arrival.of(outbox, now):`` around feeding and dispatching one frame (a
+        plain class, not contextlib's: this runs for every frame)."""
+        self.source, self.at = source, at
+        return self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.source = None
+
+    def stamp(self, outbox: _Outbox) -> float | None:
+        """When the frame being handled arrived, if ``outbox`` is another connection's."""
+        return self.at if self.source is not None and self.source is not outbox else None
+
+
 class _Outbox:
     """One connection's frames waiting for its writer, counted in bytes; then a close."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, arrival: _Arrival) -> None:
         self.limit = limit
         self.size = 0
         self.closing: tuple[int, str] | None = None
@@ -77,7 +111,9 @@ class _Outbox:
         self.sending: asyncio.Timeout | None = None
         # Tells the core what went out, once the connection's core is known.
         self.on_sent: Callable[[int], None] | None = None
-        self._frames: deque[bytes | str] = deque()
+        # Each frame, with the time the frame it relays arrived (None: not a relay).
+        self._frames: deque[tuple[bytes | str, float | None]] = deque()
+        self._arrival = arrival
         self._ready = asyncio.Event()
 
     def put(self, frame: bytes | str) -> bool:
@@ -87,7 +123,7 @@ class _Outbox:
         size = frame_size(frame)
         if self.size + size > self.limit:
             return False
-        self._frames.append(frame)
+        self._frames.append((frame, self._arrival.stamp(self)))
         self.size += size
         self._ready.set()
         return True
@@ -103,16 +139,17 @@ class _Outbox:
         if self.sending is not None and not self.sending.expired():
             self.sending.reschedule(asyncio.get_running_loop().time())
 
-    async def get(self) -> bytes | str | None:
-        """The next frame, or None once the connection is to be closed."""
+    async def get(self) -> tuple[bytes | str, float | None] | None:
+        """The next frame and its relayed frame's arrival, or None once the connection is to
+        be closed."""
         while not self._frames and self.closing is None:
             self._ready.clear()
             await self._ready.wait()
         if self.closing is not None:
             return None
-        frame = self._frames.popleft()
-        self.size -= frame_size(frame)
-        return frame
+        queued = self._frames.popleft()
+        self.size -= frame_size(queued[0])
+        return queued
 
 
 # websockets' lines for every connection, refused ones included: the server logs refusals
@@ -204,6 +241,11 @@ class SignalingServer:
         self._closed = False
         self._connections_changed = asyncio.Event()  # a handler ended, a socket closed
         self._handled = asyncio.Event()  # the cores' output was dispatched
+        self._arrival = _Arrival()
+        # /healthz and /metrics; the backplane reports Redis there too.
+        self.metrics = ServerMetrics(
+            lambda: len(self._open), {"crdtsync": self.router, "y-webrtc": self.topics}
+        )
 
     @property
     def url(self) -> str:
@@ -213,11 +255,6 @@ class SignalingServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
         return f"{'wss' if self._ssl else 'ws'}://{host}:{port}"
-
-    @property
-    def redis_state(self) -> Literal["disabled", "connecting", "connected", "down"]:
-        """The backplane's state ("disabled" without ``redis=``), for health and tests."""
-        return "disabled" if self.backplane is None else self.backplane.state
 
     @property
     def connection_count(self) -> int:
@@ -271,12 +308,14 @@ class SignalingServer:
                 open_timeout=self.settings.login_timeout,
                 create_connection=self._connection_class(),
                 logger=_library_logger,
+                process_request=self.metrics.answer,  # /healthz, /metrics; draining: 503
             )
         except OSError as exc:
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         if self._redis_url is not None:
             await self._start_backplane(self._redis_url)
-        logger.info("= signaling server listening on %s", self.url)
+        logger.info("= signaling server listening on %s", self.url, extra=log_fields("listening"))
+        self.metrics.status = "ok"
 
     async def _start_backplane(self, url: str) -> None:
         try:
@@ -292,10 +331,15 @@ class SignalingServer:
                 topics=self.topics,
                 on_change=self._dispatch,
                 settings=self._backplane_settings,
+                on_error=self.metrics.redis_errors.inc,
+                on_state=self._redis_state_changed,
             )
         except ValueError as exc:  # redis-py's word for a URL it cannot read
             raise ConfigError(f"bad Redis URL: {exc}") from exc
         await self.backplane.start()
+
+    def _redis_state_changed(self, state: BackplaneState) -> None:
+        self.metrics.redis_state = state
 
     async def aclose(self) -> None:
         """Stop accepting, close every connection, wait for their handlers; idempotent."""
@@ -312,6 +356,27 @@ class SignalingServer:
             await self._server.wait_closed()
         if self.backplane is not None:
             await self.backplane.aclose()
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Go away gracefully, then ``aclose()``: refuse new WebSocket upgrades (503, and
+        ``/healthz`` answers 503 "draining"), close every client with 1001 (going away) so
+        it moves to another server, and wait up to ``timeout`` for them to go. ``crdtsync
+        signal`` runs this on SIGTERM."""
+        self.metrics.status = "draining"
+        logger.info(
+            "= draining: closing %d connections with 1001",
+            len(self._open),
+            extra=log_fields("draining", code=1001),
+        )
+        for outbox in list(self._open):
+            outbox.close(1001, "server going away: connect to another")
+        try:
+            await self.wait_for_connection_count(0, timeout=timeout)
+        except SyncTimeoutError as exc:
+            logger.warning("! drain: %s; stopping anyway", exc, extra=log_fields("drain-late"))
+        else:
+            logger.info("= drained", extra=log_fields("drained"))
+        await self.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -344,6 +409,7 @@ class SignalingServer:
         refusal = self.admission.admit(address)
         if refusal is not None:
             code, reason = refusal
+            self.metrics.refusals[code] += 1
             if self.admission.should_log(address if code == "address-full" else "*", self._now()):
                 logger.warning(
                     "! refusing connections (%s) from %s: %s; logged once per %g s",
@@ -351,6 +417,7 @@ class SignalingServer:
                     address,
                     reason,
                     self.settings.refusal_log_interval,
+                    extra=log_fields("refusing-connections", code=code),
                 )
             assert isinstance(transport, asyncio.WriteTransport)
             body = f"{reason}\n".encode()
@@ -384,13 +451,13 @@ class SignalingServer:
         loop = asyncio.get_running_loop()
         # Twice what the cores let others relay to it: the other half is for the server's
         # own small messages; only a client that stops reading gets here.
-        outbox = _Outbox(2 * self.settings.send_queue_bytes)
+        outbox = _Outbox(2 * self.settings.send_queue_bytes, self._arrival)
         self._open.add(outbox)
         writer = asyncio.create_task(self._write(connection, outbox))
         core: _Core | None = None
         conn = 0
         try:
-            if self._closed:
+            if self._closed or self.metrics.status == "draining":
                 outbox.close(1001, "server shutting down")
             # Until its first frame a connection belongs to no core, so this wait is bounded
             # here, like websockets' open_timeout: it is the start of logging in.
@@ -407,15 +474,20 @@ class SignalingServer:
             self._outboxes[core, conn] = outbox
             outbox.on_sent = lambda size, core=core, conn=conn: core.sent(conn, size)
             while True:
-                core.receive(conn, message, loop.time())
-                self._dispatch()
+                with self._arrival.of(outbox, loop.time()):
+                    core.receive(conn, message, loop.time())
+                    self._dispatch()
                 message = await connection.recv()
         except TimeoutError:
             outbox.close(1008, f"no message within {self.settings.login_timeout:g} s")
         except ConnectionClosed:
             pass
         except Exception as exc:  # a core bug; never a traceback quoting remote input
-            logger.error("! signaling core failed: %s", cut(f"{type(exc).__name__}: {exc}"))
+            logger.error(
+                "! signaling core failed: %s",
+                cut(f"{type(exc).__name__}: {exc}"),
+                extra=log_fields("core-failed", code=1011),
+            )
             outbox.close(1011, "internal error")
         finally:
             if core is not None:
@@ -433,16 +505,23 @@ class SignalingServer:
         """Send each frame within ``send_timeout``, then close within ``close_timeout``."""
         settings = self.settings
         try:
-            while (frame := await outbox.get()) is not None:
+            while (queued := await outbox.get()) is not None:
+                frame, arrived = queued
                 outbox.sending = asyncio.timeout(settings.send_timeout)
                 try:
                     async with outbox.sending:
                         await connection.send(frame)
+                    if arrived is not None:
+                        self.metrics.relay_latency.observe(self._now() - arrived)
                     if outbox.on_sent is not None:
                         outbox.on_sent(frame_size(frame))
                 except TimeoutError:
                     if outbox.closing is None:
-                        logger.info("! a send took over %g s: aborted", settings.send_timeout)
+                        logger.info(
+                            "! a send took over %g s: aborted",
+                            settings.send_timeout,
+                            extra=log_fields("send-timeout"),
+                        )
                         _abort(connection)
                         return
                 finally:
@@ -452,7 +531,11 @@ class SignalingServer:
                 async with asyncio.timeout(settings.close_timeout):
                     await connection.close(*outbox.closing)
             except TimeoutError:
-                logger.info("! no close within %g s: aborted", settings.close_timeout)
+                logger.info(
+                    "! no close within %g s: aborted",
+                    settings.close_timeout,
+                    extra=log_fields("close-timeout", code=outbox.closing[0]),
+                )
                 _abort(connection)
         except ConnectionClosed:
             pass

@@ -43,6 +43,8 @@ from crdtsync.signaling.limits import (
     frame_size,
     short,
 )
+from crdtsync.signaling.log_format import log_fields
+from crdtsync.signaling.tally import Tally
 from crdtsync.signaling.tokens import verify_join_token
 
 __all__ = ["TopicRouter"]
@@ -96,6 +98,7 @@ class TopicRouter:
         self._closing: list[tuple[int, int, str]] = []
         self._remote = RemoteMembers()
         self._commands: list[ClusterCommand] = []
+        self.tally = Tally()  # for /metrics
 
     @property
     def topics(self) -> dict[str, frozenset[int]]:
@@ -106,6 +109,11 @@ class TopicRouter:
     def rooms(self) -> dict[str, frozenset[str]]:
         """Each topic's seats here, as the backplane names them (connection handles)."""
         return {topic: frozenset(map(str, members)) for topic, members in self._topics.items()}
+
+    @property
+    def room_count(self) -> int:
+        """Topics with at least one subscriber (for /metrics and /healthz), in O(1)."""
+        return len(self._topics)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -151,7 +159,12 @@ class TopicRouter:
             return
         for topic in list(subscriber.topics):
             self._leave(subscriber, topic)
-        logger.debug("= y-webrtc connection %d disconnected", conn)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "= y-webrtc connection %d disconnected",
+                conn,
+                extra=log_fields("disconnected", connection=conn),
+            )
 
     def handle_timer(self, now: float) -> None:
         """Drop connections past their deadline (login, idle); then drain ``take_closing()``."""
@@ -272,6 +285,7 @@ class TopicRouter:
         members[subscriber.conn] = subscriber
         addresses[subscriber.address] = addresses.get(subscriber.address, 0) + 1
         subscriber.topics[topic] = []
+        self.tally.joins += 1
         if self.clustered:
             subscriber.claiming.add(topic)
             limit = self.settings.max_peers_per_room
@@ -281,6 +295,7 @@ class TopicRouter:
             subscriber.conn,
             short(topic),
             len(members) + self._remote.count(topic),
+            extra=log_fields("joined", room=topic, connection=subscriber.conn),
         )
 
     def _token_problem(self, subscriber: _Subscriber, topic: str) -> str | None:
@@ -316,7 +331,13 @@ class TopicRouter:
             self._topics.pop(topic, None)
             self._topic_addresses.pop(topic, None)
             self._remote.forget(topic)
-        logger.debug("= y-webrtc connection %d left %s", subscriber.conn, short(topic))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "= y-webrtc connection %d left %s",
+                subscriber.conn,
+                short(topic),
+                extra=log_fields("left", room=topic, connection=subscriber.conn),
+            )
 
     def _publish(self, subscriber: _Subscriber, publish: Publish, now: float) -> None:
         topic, data = publish.topic, publish.data
@@ -352,6 +373,7 @@ class TopicRouter:
         members = self._topics.get(topic, {})
         size = frame_size(relayed)
         limit = self.settings.send_queue_bytes
+        relayed_kind = _kind_of(data)
         if isinstance(data, dict) and data.get("type") == "signal" and "to" in data:
             target = data.get("to")
             conn = self._bound.get(topic, {}).get(target) if isinstance(target, str) else None
@@ -362,6 +384,7 @@ class TopicRouter:
                 return True
             if self._subscribers[conn].backlog + size <= limit:
                 self._queue(self._subscribers[conn], relayed, size)
+                self.tally.relayed[relayed_kind] += 1
             elif sender is not None and now is not None:
                 # The target is behind: its sender hears so, nobody is dropped.
                 reason = f"peer {short(target)} has too much waiting; retry"
@@ -375,6 +398,7 @@ class TopicRouter:
                 logger.debug("= publish to busy y-webrtc connection %d skipped", conn)
                 continue
             self._queue(member, relayed, size)
+            self.tally.relayed[relayed_kind] += 1
         return True
 
     def _bind(self, subscriber: _Subscriber, topic: str, peer_id: str) -> None:
@@ -407,7 +431,14 @@ class TopicRouter:
         """Say no; False when that was one refusal too many and the connection is closed."""
         # The reason may quote the peer's input (a decoder's complaint): keep it short.
         reason = cut(reason)
-        logger.info("! y-webrtc connection %d refused (%s): %s", subscriber.conn, code, reason)
+        self.tally.refusals[code] += 1
+        logger.info(
+            "! y-webrtc connection %d refused (%s): %s",
+            subscriber.conn,
+            code,
+            reason,
+            extra=log_fields("refused", connection=subscriber.conn, code=code),
+        )
         close = subscriber.limits.refused(code, now, _NOT_COUNTED.get(code, 1.0))
         if close is not None:
             self._close(subscriber, *close)
@@ -418,6 +449,15 @@ class TopicRouter:
     def _close(self, subscriber: _Subscriber, code: int, reason: str) -> None:
         self._closing.append((subscriber.conn, code, reason))
         self.disconnect(subscriber.conn)
+
+
+def _kind_of(data: object) -> str:
+    """A published payload's kind for ``Tally.relayed``: a plaintext room's ``type`` when it is
+    one y-webrtc sends, "sealed" for a password room's encrypted string, else "other"."""
+    if isinstance(data, str):
+        return "sealed"
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) and kind in ("announce", "signal") else "other"
 
 
 def _tokens_of(path: str) -> tuple[str, ...]:

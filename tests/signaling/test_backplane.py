@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from needs import require_program
+from probes import health, scrape, value
 from test_server import TIMEOUT, hello, receive, send
 from test_server_ywebrtc import get, open_, put, settle
 from websockets.asyncio.client import ClientConnection
@@ -53,7 +54,7 @@ async def servers(
     try:
         for server in started:
             await server.start()
-            assert server.redis_state == "connected"
+            assert server.metrics.redis_state == "connected"
         yield started
     finally:
         for server in started:
@@ -141,6 +142,9 @@ async def test_rooms_stay_local_while_redis_is_down_and_merge_after(
             assert server.backplane is not None
             await server.backplane.wait_state("down", timeout=TIMEOUT)
         assert "rooms are local to this server" in caplog.text
+        status, body = await health(one.url)  # still serving: 200, and it says why
+        assert (status, body["redis"]) == (200, "down")
+        assert value(await scrape(one.url), "crdtsync_signaling_redis_errors_total") >= 1
         await until(alice, PeerLeft("notes", bob_id))  # bob is out of reach for now
         carol, carol_id, joined = await join(one.url)  # the room still works on each server
         assert joined == Joined("notes", frozenset({alice_id}))
@@ -152,6 +156,7 @@ async def test_rooms_stay_local_while_redis_is_down_and_merge_after(
             await server.backplane.wait_state("connected", timeout=TIMEOUT)
         await until(alice, PeerJoined("notes", bob_id))
         await until(bob, PeerJoined("notes", alice_id), PeerJoined("notes", carol_id))
+        assert (await health(two.url))[1]["redis"] == "connected"
         await send(bob, Signal("notes", carol_id, b"hello after the outage"))
         await until(carol, Signal("notes", bob_id, b"hello after the outage"))
         for ws in (alice, bob, carol):
