@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from crdtsync.signaling.cluster import Claim, ClusterCommand, Forward, Release
 from crdtsync.signaling.limits import cut, short
+from crdtsync.signaling.log_format import log_fields
 
 __all__ = ["BackplaneSettings", "BackplaneState", "RedisBackplane"]
 
@@ -212,7 +213,11 @@ class RedisBackplane:
                 await pubsub.subscribe(self._server_channel(self.server_id))
             self._channels.clear()
             await self._refresh_rooms()  # our seats back, the rooms merged
-            logger.info("= Redis at %s: rooms shared with other servers", self.where)
+            logger.info(
+                "= Redis at %s: rooms shared with other servers",
+                self.where,
+                extra=log_fields("redis-connected"),
+            )
             self._set_state("connected")
             self._wake.set()
             await _first_failure(self._listen(pubsub), self._work(), self._keep_fresh())
@@ -229,6 +234,7 @@ class RedisBackplane:
                 "! Redis at %s unreachable (%s): rooms are local to this server until it is back",
                 self.where,
                 cut(f"{type(exc).__name__}: {exc}"),
+                extra=log_fields("redis-down"),
             )
         self._set_state("down")
         self._channels.clear()
@@ -315,7 +321,11 @@ class RedisBackplane:
     def _answer(self, kind: str, claim: Claim, seats: list[bytes] | None) -> None:
         core = self._cores[kind]
         if seats is None:
-            logger.info("! room %s is full across servers", short(claim.room))
+            logger.info(
+                "! room %s is full across servers",
+                short(claim.room),
+                extra=log_fields("room-full", room=claim.room, code="room-full"),
+            )
             core.seat_refused(claim.conn, claim.room, asyncio.get_running_loop().time())
         else:
             core.seat_granted(claim.conn, claim.room, self._elsewhere(seats))
@@ -339,7 +349,11 @@ class RedisBackplane:
                 self._topics.publish_from_elsewhere(body)
         except (KeyError, ValueError, TypeError, msgpack.UnpackException) as exc:
             # Only servers of our cluster write here; still, never crash on a notice.
-            logger.warning("! a backplane notice not understood: %s", cut(repr(exc)))
+            logger.warning(
+                "! a backplane notice not understood: %s",
+                cut(repr(exc)),
+                extra=log_fields("bad-notice"),
+            )
 
     async def _refresh_rooms(self) -> None:
         """Renew our seats, read every room we serve back, and follow only those rooms."""
