@@ -19,6 +19,7 @@ from crdtsync.errors import ConfigError, CrdtSyncError
 from crdtsync.peer import DIALECTS
 from crdtsync.peer_process import run_peer, stop_signals
 from crdtsync.signaling.server import SignalingServer
+from crdtsync.signaling.turn import DEFAULT_TURN_TTL, TurnSettings
 
 __all__ = ["main"]
 
@@ -62,10 +63,18 @@ def _server_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext |
     return context
 
 
+def _turn(urls: list[str] | None, secret: str | None, ttl: float) -> TurnSettings | None:
+    """What ``--turn-url`` and ``--turn-secret`` ask for: both, or neither."""
+    if (urls is None) != (secret is None):
+        raise ConfigError("--turn-url and --turn-secret go together")
+    return None if urls is None or secret is None else TurnSettings(urls, secret, ttl)
+
+
 async def _signal(args: argparse.Namespace) -> int:
     tls = _server_tls(args.certfile, args.keyfile)
+    turn = _turn(args.turn_url, args.turn_secret, args.turn_ttl)
     stopped = stop_signals()
-    async with SignalingServer(args.host, args.port, ssl=tls) as server:
+    async with SignalingServer(args.host, args.port, ssl=tls, turn=turn) as server:
         print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
         code = await stopped
     logging.getLogger("crdtsync.signaling").info("= signaling server stopped")
@@ -116,6 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
     serve.add_argument("--certfile", type=Path, help="PEM certificate chain: serve wss://")
     serve.add_argument("--keyfile", type=Path, help="PEM private key (if not in --certfile)")
+    serve.add_argument(
+        "--turn-url",
+        action="append",
+        help="TURN server to hand each peer, e.g. turn:host:3478?transport=udp (repeatable)",
+    )
+    serve.add_argument(
+        "--turn-secret", help="the TURN server's static-auth-secret (coturn use-auth-secret)"
+    )
+    serve.add_argument(
+        "--turn-ttl",
+        type=float,
+        default=DEFAULT_TURN_TTL,
+        help="seconds the TURN credentials stay valid",
+    )
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
     peer.add_argument("--signaling", required=True, help="signaling server URL")
     peer.add_argument("--room", required=True)

@@ -33,7 +33,8 @@ from crdtsync.signaling.identity import Identity
 from crdtsync.store import Store, StoreSettings
 from crdtsync.transport.base import Connector
 from crdtsync.transport.memory import SimNetwork
-from crdtsync.transport.webrtc import IceServer, WebRTCConnector
+from crdtsync.transport.stats import LinkStats
+from crdtsync.transport.webrtc import IceServer, IceTransportPolicy, WebRTCConnector
 from crdtsync.transport.ywebrtc import YWebrtcConnector
 
 __all__ = ["DIALECTS", "Dialect", "Peer"]
@@ -59,6 +60,7 @@ class Peer:
         network: SimNetwork | None = None,
         signaling: str | None = None,
         ice_servers: Sequence[str | IceServer] = (),
+        ice_transport_policy: IceTransportPolicy = "all",
         host_addresses: Sequence[str] | None = None,
         token: str | None = None,
         password: str | None = None,
@@ -81,6 +83,8 @@ class Peer:
             raise ConfigError("give exactly one of network= (a SimNetwork) or signaling= (a URL)")
         if network is not None and (password, token, ssl) != (None, None, None):
             raise ConfigError("password=, token= and ssl= are for signaling=, not network=")
+        if network is not None and (ice_servers, ice_transport_policy) != ((), "all"):
+            raise ConfigError("ice_servers= and ice_transport_policy= are for signaling=")
         self.doc = doc
         self.room = room
         self.awareness = pycrdt.Awareness(doc)
@@ -102,6 +106,7 @@ class Peer:
                 password=password,
                 ssl=ssl,
                 ice_servers=ice_servers,
+                ice_transport_policy=ice_transport_policy,
                 host_addresses=host_addresses,
                 max_conns=max_conns,
                 rng=rng,
@@ -119,6 +124,7 @@ class Peer:
                 password=password,
                 ssl=ssl,
                 ice_servers=ice_servers,
+                ice_transport_policy=ice_transport_policy,
                 host_addresses=host_addresses,
             )
         # Opened and loaded first: a bad file fails here, and the doc holds its saved work
@@ -172,6 +178,11 @@ class Peer:
     def congested(self) -> frozenset[str]:
         """Linked peers whose link is backed up: updates for them wait, merged into one."""
         return self._mesh.congested
+
+    def link_stats(self) -> dict[str, LinkStats]:
+        """What each open link is doing, by remote peer id: the candidate pair it took
+        (``stats.path.relayed``: through a TURN server), heartbeat round trip, traffic."""
+        return self._mesh.link_stats()
 
     async def start(self) -> None:
         """Join the room; links form in the background."""

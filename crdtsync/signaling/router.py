@@ -46,6 +46,7 @@ from crdtsync.signaling.limits import (
     short,
 )
 from crdtsync.signaling.tokens import verify_join_token
+from crdtsync.signaling.turn import TurnSettings
 
 __all__ = ["Router", "SignalingSettings"]  # SignalingSettings lives in limits.py
 
@@ -79,8 +80,10 @@ class Router:
         *,
         new_nonce: Callable[[], bytes] = lambda: secrets.token_bytes(32),
         wall_clock: Callable[[], float] = time.time,
+        turn: TurnSettings | None = None,
     ) -> None:
         self.settings = settings or SignalingSettings()
+        self.turn = turn  # TURN credentials for each peer that logs in (None: no TURN)
         self._new_nonce = new_nonce
         self._wall_clock = wall_clock
         self._clients: dict[int, _Client] = {}
@@ -226,7 +229,8 @@ class Router:
         client.peer_id = peer_id
         client.limits.logged_in()
         self._by_peer[peer_id] = client
-        self._send(client, Welcome(peer_id))
+        turn = None if self.turn is None else self.turn.credentials(peer_id, self._wall_clock())
+        self._send(client, Welcome(peer_id, turn=turn))
         logger.info("= %s connected", peer_id)
 
     def _join(self, client: _Client, join: Join, now: float) -> None:

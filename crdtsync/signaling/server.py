@@ -33,6 +33,7 @@ from crdtsync.signaling.identity import normalise_origin
 from crdtsync.signaling.limits import Admission, address_key, cut, frame_size
 from crdtsync.signaling.router import Router, SignalingSettings
 from crdtsync.signaling.topics import TopicRouter
+from crdtsync.signaling.turn import TurnSettings
 
 try:
     import resource
@@ -175,11 +176,13 @@ class SignalingServer:
         *,
         settings: SignalingSettings | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        turn: TurnSettings | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.settings = settings or SignalingSettings()
-        self.router = Router(self.settings)
+        # With ``turn``, each native peer gets TURN credentials once it proved its identity.
+        self.router = Router(self.settings, turn=turn)
         self.topics = TopicRouter(self.settings)
         self._cores: tuple[_Core, ...] = (self.router, self.topics)
         self._ssl = ssl

@@ -7,6 +7,9 @@ given (none by default: aiortc's own default is a public STUN server, which stal
 gathering for seconds without internet), and ``host_addresses`` can hold ICE to loopback.
 Which offers get an answer, and how many candidates count, is ``protocol/answer_budget.py``'s:
 each offer carries a random id and its sender's time, and an answer echoes the id it answers.
+aiortc uses one STUN and one TURN server and skips TURN transports it lacks, without a word:
+``ice_configuration`` refuses what it would skip. TURN credentials the signaling server hands
+out are used when the peer has no TURN server of its own (``signaling/turn.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 from aiortc import (
@@ -29,6 +32,8 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from crdtsync.errors import ConfigError, SignalingError, TransportError
 from crdtsync.protocol.answer_budget import (
@@ -39,21 +44,29 @@ from crdtsync.protocol.answer_budget import (
     ReplayGuard,
     cap_candidates,
 )
+from crdtsync.protocol.signaling import TurnCredentials
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.room_key import RoomKey
-from crdtsync.transport import ice_pacing
+from crdtsync.transport import ice_pacing, turn_close
 from crdtsync.transport.base import Connector, Link, LinkListener
 from crdtsync.transport.ice_hosts import host_addresses
+from crdtsync.transport.stats import CandidatePath
 
 __all__ = [
+    "ICE_TRANSPORT_POLICIES",
     "IceServer",
+    "IceTransportPolicy",
     "WebRTCConnector",
     "WebRTCLink",
     "attach_listener",
+    "checked_ice_servers",
     "connect_tasks_ended",
     "ice_configuration",
+    "relay_problem",
+    "selected_path",
     "when_open",
+    "with_offered_turn",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,30 +77,146 @@ CLOSE_DRAIN_TIMEOUT = 1.0
 OFFER_ID_SIZE = 16  # random bytes: no two offers of any peer ever share one
 
 
+IceTransportPolicy = Literal["all", "relay"]
+"""Which candidates ICE may use: all of them, or only TURN relays ("relay")."""
+# aiortc wants its enum: the plain string "relay" raises KeyError deep inside.
+ICE_TRANSPORT_POLICIES: dict[str, RTCIceTransportPolicy] = {
+    "all": RTCIceTransportPolicy.ALL,
+    "relay": RTCIceTransportPolicy.RELAY,
+}
+# The TURN transports aiortc allocates over (others it skips): turn: over UDP or TCP,
+# turns: over TLS (TCP). Relays are UDP either way (aioice).
+_TURN_TRANSPORTS = {"turn": ("udp", "tcp"), "turns": ("tcp",)}
+
+
 @dataclass(frozen=True, slots=True)
 class IceServer:
-    """A STUN or TURN server: ``IceServer("turn:host:3478", "user", "secret")``."""
+    """A STUN or TURN server: ``IceServer("turn:host:3478?transport=udp", "user", "secret")``."""
 
     url: str
     username: str | None = None
     credential: str | None = None
 
+    @property
+    def is_turn(self) -> bool:
+        return self.url.startswith(("turn:", "turns:"))
 
-def ice_configuration(ice_servers: Sequence[str | IceServer]) -> RTCConfiguration:
-    """aiortc's configuration for these STUN/TURN servers (none: host candidates only).
+
+def _checked(server: IceServer) -> None:
+    """ConfigError unless aiortc would use ``server`` as given."""
+    try:
+        parsed = parse_stun_turn_uri(server.url)
+    except ValueError as exc:
+        raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL: {exc}") from exc
+    if not server.is_turn:
+        return
+    scheme, transport = parsed["scheme"], parsed["transport"]
+    if transport not in _TURN_TRANSPORTS[scheme]:
+        raise ConfigError(
+            f"TURN server {server.url!r}: aiortc ignores {scheme}: over {transport}; use "
+            + " or ".join(f"{scheme}:...?transport={t}" for t in _TURN_TRANSPORTS[scheme])
+        )
+    if not server.username or not server.credential:
+        raise ConfigError(f"TURN server {server.url!r} needs a username and a credential")
+
+
+def checked_ice_servers(servers: Sequence[str | IceServer]) -> tuple[IceServer, ...]:
+    """``servers`` as ``IceServer``s, each checked; ConfigError for what aiortc would ignore
+    without a word: a second STUN or a second TURN server (it uses only the first of each),
+    a TURN transport it lacks, a TURN server without credentials."""
+    checked = tuple(s if isinstance(s, IceServer) else IceServer(s) for s in servers)
+    first: dict[bool, IceServer] = {}
+    for server in checked:
+        _checked(server)
+        if server.is_turn in first:
+            kind = "TURN" if server.is_turn else "STUN"
+            raise ConfigError(
+                f"aiortc uses only the first {kind} server ({first[server.is_turn].url!r}) and "
+                f"would ignore {server.url!r}: give one {kind} server"
+            )
+        first[server.is_turn] = server
+    return checked
+
+
+def with_offered_turn(
+    own: Sequence[IceServer], offered: TurnCredentials | None
+) -> tuple[tuple[IceServer, ...], tuple[str, ...]]:
+    """Our own servers plus the first usable TURN URL the signaling server offered, unless we
+    have a TURN server of our own (it wins: aiortc takes one); and the offered URLs left out."""
+    if offered is None:
+        return tuple(own), ()
+    if any(server.is_turn for server in own):
+        return tuple(own), offered.urls
+    chosen: IceServer | None = None
+    for url in offered.urls:
+        candidate = IceServer(url, offered.username, offered.credential)
+        try:
+            _checked(candidate)
+        except ConfigError:
+            continue
+        if candidate.is_turn:
+            chosen = candidate
+            break
+    if chosen is None:
+        return tuple(own), offered.urls
+    return (*own, chosen), tuple(url for url in offered.urls if url != chosen.url)
+
+
+def ice_configuration(
+    servers: Sequence[str | IceServer], policy: IceTransportPolicy = "all"
+) -> RTCConfiguration:
+    """aiortc's configuration for these STUN/TURN servers (none: host candidates only) and
+    transport policy; ConfigError for what aiortc would ignore (``checked_ice_servers``).
 
     Every connection of ours is built with one, so this is also where ICE checks get paced
-    at 5 ms instead of aioice's 20 ms (``ice_pacing``)."""
+    at 5 ms instead of aioice's 20 ms (``ice_pacing``), and where closing a TURN allocation
+    gets a deadline (``turn_close``)."""
+    if policy not in ICE_TRANSPORT_POLICIES:
+        raise ConfigError(
+            f"ice_transport_policy must be one of {sorted(ICE_TRANSPORT_POLICIES)} (got {policy!r})"
+        )
     ice_pacing.install()
-    servers = [
-        server if isinstance(server, IceServer) else IceServer(server) for server in ice_servers
-    ]
-    for server in servers:
-        if not server.url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-            raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL")
+    turn_close.install()
     return RTCConfiguration(
-        iceServers=[RTCIceServer(s.url, s.username, s.credential) for s in servers]
+        iceServers=[
+            RTCIceServer(s.url, s.username, s.credential) for s in checked_ice_servers(servers)
+        ],
+        iceTransportPolicy=ICE_TRANSPORT_POLICIES[policy],
     )
+
+
+def relay_problem(connection: RTCPeerConnection, configuration: RTCConfiguration) -> str | None:
+    """After gathering: why ``connection`` has no relay candidate though it was to have one
+    (a TURN server is configured, or the policy is relay-only), or None."""
+    turn = [s for s in configuration.iceServers or () if str(s.urls).startswith("turn")]
+    if not turn:
+        if configuration.iceTransportPolicy is RTCIceTransportPolicy.RELAY:
+            return (
+                "ice_transport_policy='relay' but no TURN server: none in ice_servers, "
+                "and the signaling server offered none"
+            )
+        return None
+    if " typ relay" in connection.localDescription.sdp:
+        return None
+    return (
+        f"TURN server {turn[0].urls} (user {turn[0].username!r}) gave no relay candidate: "
+        "it refused the credentials, or did not answer"
+    )
+
+
+def selected_path(connection: RTCPeerConnection) -> CandidatePath | None:
+    """The candidate pair ICE selected for ``connection``, or None before one is: the one
+    aioice internal read here (its nominated pair of the one component data channels use)."""
+    sctp = connection.sctp
+    ice = None if sctp is None else getattr(sctp.transport.transport, "_connection", None)
+    pair = None if ice is None else getattr(ice, "_nominated", {}).get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return CandidatePath(
+        str(local.type), (str(local.host), int(local.port)),
+        str(remote.type), (str(remote.host), int(remote.port)),
+    )  # fmt: skip
 
 
 class WebRTCLink(Link):
@@ -120,6 +249,10 @@ class WebRTCLink(Link):
     @property
     def buffered_amount(self) -> int:
         return int(self.channel.bufferedAmount)
+
+    @property
+    def path(self) -> CandidatePath | None:
+        return selected_path(self.connection)
 
     def set_low_water(self, amount: int) -> None:
         super().set_low_water(amount)
@@ -159,6 +292,7 @@ class WebRTCConnector(Connector):
         password: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
         ice_servers: Sequence[str | IceServer] = (),
+        ice_transport_policy: IceTransportPolicy = "all",
         host_addresses: Sequence[str] | None = None,
         connect_timeout: float = 15.0,
         budget: AnswerBudget | None = None,  # its defaults say where they come from
@@ -172,7 +306,10 @@ class WebRTCConnector(Connector):
         self.budget = budget or AnswerBudget()
         self.max_candidates = max_candidates
         self._replays = ReplayGuard()
-        self._configuration = ice_configuration(ice_servers)
+        self._ice_servers = checked_ice_servers(ice_servers)
+        self._policy = ice_transport_policy
+        ice_configuration(self._ice_servers, ice_transport_policy)  # refuse a bad one now
+        self._warned: set[str] = set()  # ICE problems logged already (once each)
         self.signaling = SignalingClient(
             signaling_url, self, rooms={room: token}, identity=identity, ssl=ssl
         )
@@ -191,6 +328,33 @@ class WebRTCConnector(Connector):
     @property
     def local_id(self) -> str:
         return self.signaling.peer_id
+
+    def _configuration(self) -> RTCConfiguration:
+        """A new connection's ICE configuration: our servers, plus the TURN server the
+        signaling server offered at our last login unless we have our own."""
+        servers, ignored = with_offered_turn(self._ice_servers, self.signaling.turn_credentials)
+        if ignored:
+            using = next((server.url for server in servers if server.is_turn), None)
+            self._warn_once(
+                f"not using the TURN URLs {list(ignored)} the signaling server offered: "
+                f"aiortc uses one TURN server ({using or 'none usable offered'})"
+            )
+        return ice_configuration(servers, self._policy)
+
+    def _check_relay(self, connection: RTCPeerConnection, configuration: RTCConfiguration) -> None:
+        """After gathering: a relay-only connection without a relay candidate fails now (no
+        check could succeed); one that may go direct goes on, with a warning (once)."""
+        problem = relay_problem(connection, configuration)
+        if problem is None:
+            return
+        self._warn_once(problem)
+        if configuration.iceTransportPolicy is RTCIceTransportPolicy.RELAY:
+            raise TransportError(problem)
+
+    def _warn_once(self, problem: str) -> None:
+        if problem not in self._warned:
+            self._warned.add(problem)
+            logger.warning("! %s: %s", self.local_id, problem)
 
     async def start(self, listener: LinkListener) -> None:
         if self._password is not None:  # slow on purpose, so off the event loop
@@ -275,7 +439,8 @@ class WebRTCConnector(Connector):
             if self._listener is not None and not self._closed:
                 self._listener.link_failed(remote_id, f"not dialed: {verdict.reason}")
             return
-        connection = RTCPeerConnection(self._configuration)
+        configuration = self._configuration()
+        connection = RTCPeerConnection(configuration)
         link: WebRTCLink | None = None
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         offer_id = os.urandom(OFFER_ID_SIZE)
@@ -286,6 +451,7 @@ class WebRTCConnector(Connector):
                 opened = when_open(channel)
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createOffer())
+                self._check_relay(connection, configuration)
                 offer = self._signal(
                     remote_id,
                     {"type": "offer", "time": time.time()},
@@ -317,7 +483,8 @@ class WebRTCConnector(Connector):
     async def _answer(
         self, remote_id: str, offer: str, dial_id: int, offer_id: bytes, ticket: int
     ) -> None:
-        connection = RTCPeerConnection(self._configuration)
+        configuration = self._configuration()
+        connection = RTCPeerConnection(configuration)
         channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
         connection.on("datachannel", channels.put_nowait)
         try:
@@ -326,6 +493,7 @@ class WebRTCConnector(Connector):
                 await connection.setRemoteDescription(RTCSessionDescription(offer, "offer"))
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createAnswer())
+                self._check_relay(connection, configuration)
                 answer = self._signal(
                     remote_id,
                     {"type": "answer"},
@@ -429,7 +597,8 @@ def attach_listener(
     link.channel.on("bufferedamountlow", on_drained)
     link.channel.on("close", on_close)
     link.connection.on("connectionstatechange", on_state_change)
-    logger.debug("= %s: data channel to %s open", name, link.remote_id)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("= %s: data channel to %s open via %s", name, link.remote_id, link.path)
     listener.link_opened(link)
 
 
