@@ -12,7 +12,7 @@ to one peer of a room it is in. The server never sees document data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -78,7 +78,7 @@ class TurnCredentials:
 
     urls: tuple[str, ...]
     username: str
-    credential: str
+    credential: str = field(repr=False)  # a password: kept out of logs
 
 
 @dataclass(frozen=True, slots=True)
