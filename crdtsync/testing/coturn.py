@@ -60,7 +60,11 @@ class Coturn:
 
     @property
     def url(self) -> str:
-        return f"turn:{self.host}:{self.port}?transport=udp"
+        return self.url_over("udp")
+
+    def url_over(self, transport: str) -> str:
+        """The ``turn:`` URL that reaches this server over ``transport`` (udp or tcp)."""
+        return f"turn:{self.host}:{self.port}?transport={transport}"
 
     @classmethod
     @contextlib.asynccontextmanager

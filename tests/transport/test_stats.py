@@ -36,17 +36,17 @@ async def test_each_link_counts_its_traffic_and_times_its_heartbeats() -> None:
         assert stats.messages_sent > 0
         # What one side sent is what the other receives, message for message, byte for byte.
         await bob.wait_for(
-            lambda: (
-                (
-                    (theirs := bob.link_stats()[alice.id]).messages_received,
-                    theirs.bytes_received,
-                )
-                == (alice.link_stats()[bob.id].messages_sent, alice.link_stats()[bob.id].bytes_sent)
-            ),
-            timeout=TIMEOUT,
-            what="alice's messages, all received",
+            lambda: _delivered(alice, bob), timeout=TIMEOUT, what="alice's messages, all received"
         )
         assert sum(s.bytes_sent for s in alice.link_stats().values()) == alice.bytes_sent
+
+
+def _delivered(sender: Peer, receiver: Peer) -> bool:
+    sent, received = sender.link_stats()[receiver.id], receiver.link_stats()[sender.id]
+    return (sent.messages_sent, sent.bytes_sent) == (
+        received.messages_received,
+        received.bytes_received,
+    )
 
 
 def test_a_path_through_a_relay_says_so() -> None:

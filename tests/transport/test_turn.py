@@ -81,13 +81,17 @@ async def converge_and_check_relayed(docs: list[pycrdt.Doc[Any]], peers: list[Pe
         assert stats.linked_for >= 0
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_relay_only_peers_link_through_coturn_with_long_term_credentials(
-    coturn_installed: None, tmp_path: Path
+    coturn_installed: None, tmp_path: Path, transport: str
 ) -> None:
     async with (
         Coturn.start(users={"alice": "wonderland"}, log_dir=tmp_path) as turn,
         SignalingServer(port=0) as server,
-        relayed_pair(server.url, [IceServer(turn.url, "alice", "wonderland")]) as (docs, peers),
+        relayed_pair(server.url, [IceServer(turn.url_over(transport), "alice", "wonderland")]) as (
+            docs,
+            peers,
+        ),
     ):
         await converge_and_check_relayed(docs, peers)
 
