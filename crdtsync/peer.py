@@ -32,9 +32,10 @@ from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity
 from crdtsync.store import Store, StoreSettings
 from crdtsync.transport.base import Connector
+from crdtsync.transport.ice_config import IceServer, IceTransportPolicy
 from crdtsync.transport.memory import SimNetwork
 from crdtsync.transport.stats import LinkStats
-from crdtsync.transport.webrtc import IceServer, IceTransportPolicy, WebRTCConnector
+from crdtsync.transport.webrtc import WebRTCConnector
 from crdtsync.transport.ywebrtc import YWebrtcConnector
 
 __all__ = ["DIALECTS", "Dialect", "Peer"]

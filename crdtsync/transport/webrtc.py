@@ -7,9 +7,7 @@ given (none by default: aiortc's own default is a public STUN server, which stal
 gathering for seconds without internet), and ``host_addresses`` can hold ICE to loopback.
 Which offers get an answer, and how many candidates count, is ``protocol/answer_budget.py``'s:
 each offer carries a random id and its sender's time, and an answer echoes the id it answers.
-aiortc uses one STUN and one TURN server and skips TURN transports it lacks, without a word:
-``ice_configuration`` refuses what it would skip. TURN credentials the signaling server hands
-out are used when the peer has no TURN server of its own (``signaling/turn.py``).
+Which STUN/TURN servers and transport policy a connection gets is ``ice_config.py``'s.
 """
 
 from __future__ import annotations
@@ -21,19 +19,16 @@ import os
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgpack
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from crdtsync.errors import ConfigError, SignalingError, TransportError
 from crdtsync.protocol.answer_budget import (
@@ -44,29 +39,30 @@ from crdtsync.protocol.answer_budget import (
     ReplayGuard,
     cap_candidates,
 )
-from crdtsync.protocol.signaling import TurnCredentials
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.room_key import RoomKey
-from crdtsync.transport import ice_pacing, turn_close
 from crdtsync.transport.base import Connector, Link, LinkListener
+from crdtsync.transport.ice_config import (
+    IceServer,
+    IceTransportPolicy,
+    checked_ice_servers,
+    ice_configuration,
+    relay_problem,
+    with_offered_turn,
+)
 from crdtsync.transport.ice_hosts import host_addresses
 from crdtsync.transport.stats import CandidatePath
 
 __all__ = [
-    "ICE_TRANSPORT_POLICIES",
-    "IceServer",
-    "IceTransportPolicy",
+    "IceServer",  # re-exported: Peer's callers know it from here
     "WebRTCConnector",
     "WebRTCLink",
     "attach_listener",
-    "checked_ice_servers",
     "connect_tasks_ended",
-    "ice_configuration",
-    "relay_problem",
+    "ice_configuration",  # re-exported, as IceServer
     "selected_path",
     "when_open",
-    "with_offered_turn",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,133 +71,6 @@ CHANNEL_LABEL = "crdtsync"
 # How long a closing link waits for what it sent last (its BYE, final updates) to leave.
 CLOSE_DRAIN_TIMEOUT = 1.0
 OFFER_ID_SIZE = 16  # random bytes: no two offers of any peer ever share one
-
-
-IceTransportPolicy = Literal["all", "relay"]
-"""Which candidates ICE may use: all of them, or only TURN relays ("relay")."""
-# aiortc wants its enum: the plain string "relay" raises KeyError deep inside.
-ICE_TRANSPORT_POLICIES: dict[str, RTCIceTransportPolicy] = {
-    "all": RTCIceTransportPolicy.ALL,
-    "relay": RTCIceTransportPolicy.RELAY,
-}
-# The TURN transports aiortc allocates over (others it skips): turn: over UDP or TCP,
-# turns: over TLS (TCP). Relays are UDP either way (aioice).
-_TURN_TRANSPORTS = {"turn": ("udp", "tcp"), "turns": ("tcp",)}
-
-
-@dataclass(frozen=True, slots=True)
-class IceServer:
-    """A STUN or TURN server: ``IceServer("turn:host:3478?transport=udp", "user", "secret")``."""
-
-    url: str
-    username: str | None = None
-    credential: str | None = None
-
-    @property
-    def is_turn(self) -> bool:
-        return self.url.startswith(("turn:", "turns:"))
-
-
-def _checked(server: IceServer) -> None:
-    """ConfigError unless aiortc would use ``server`` as given."""
-    try:
-        parsed = parse_stun_turn_uri(server.url)
-    except ValueError as exc:
-        raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL: {exc}") from exc
-    if not server.is_turn:
-        return
-    scheme, transport = parsed["scheme"], parsed["transport"]
-    if transport not in _TURN_TRANSPORTS[scheme]:
-        raise ConfigError(
-            f"TURN server {server.url!r}: aiortc ignores {scheme}: over {transport}; use "
-            + " or ".join(f"{scheme}:...?transport={t}" for t in _TURN_TRANSPORTS[scheme])
-        )
-    if not server.username or not server.credential:
-        raise ConfigError(f"TURN server {server.url!r} needs a username and a credential")
-
-
-def checked_ice_servers(servers: Sequence[str | IceServer]) -> tuple[IceServer, ...]:
-    """``servers`` as ``IceServer``s, each checked; ConfigError for what aiortc would ignore
-    without a word: a second STUN or a second TURN server (it uses only the first of each),
-    a TURN transport it lacks, a TURN server without credentials."""
-    checked = tuple(s if isinstance(s, IceServer) else IceServer(s) for s in servers)
-    first: dict[bool, IceServer] = {}
-    for server in checked:
-        _checked(server)
-        if server.is_turn in first:
-            kind = "TURN" if server.is_turn else "STUN"
-            raise ConfigError(
-                f"aiortc uses only the first {kind} server ({first[server.is_turn].url!r}) and "
-                f"would ignore {server.url!r}: give one {kind} server"
-            )
-        first[server.is_turn] = server
-    return checked
-
-
-def with_offered_turn(
-    own: Sequence[IceServer], offered: TurnCredentials | None
-) -> tuple[tuple[IceServer, ...], tuple[str, ...]]:
-    """Our own servers plus the first usable TURN URL the signaling server offered, unless we
-    have a TURN server of our own (it wins: aiortc takes one); and the offered URLs left out."""
-    if offered is None:
-        return tuple(own), ()
-    if any(server.is_turn for server in own):
-        return tuple(own), offered.urls
-    chosen: IceServer | None = None
-    for url in offered.urls:
-        candidate = IceServer(url, offered.username, offered.credential)
-        try:
-            _checked(candidate)
-        except ConfigError:
-            continue
-        if candidate.is_turn:
-            chosen = candidate
-            break
-    if chosen is None:
-        return tuple(own), offered.urls
-    return (*own, chosen), tuple(url for url in offered.urls if url != chosen.url)
-
-
-def ice_configuration(
-    servers: Sequence[str | IceServer], policy: IceTransportPolicy = "all"
-) -> RTCConfiguration:
-    """aiortc's configuration for these STUN/TURN servers (none: host candidates only) and
-    transport policy; ConfigError for what aiortc would ignore (``checked_ice_servers``).
-
-    Every connection of ours is built with one, so this is also where ICE checks get paced
-    at 5 ms instead of aioice's 20 ms (``ice_pacing``), and where closing a TURN allocation
-    gets a deadline (``turn_close``)."""
-    if policy not in ICE_TRANSPORT_POLICIES:
-        raise ConfigError(
-            f"ice_transport_policy must be one of {sorted(ICE_TRANSPORT_POLICIES)} (got {policy!r})"
-        )
-    ice_pacing.install()
-    turn_close.install()
-    return RTCConfiguration(
-        iceServers=[
-            RTCIceServer(s.url, s.username, s.credential) for s in checked_ice_servers(servers)
-        ],
-        iceTransportPolicy=ICE_TRANSPORT_POLICIES[policy],
-    )
-
-
-def relay_problem(connection: RTCPeerConnection, configuration: RTCConfiguration) -> str | None:
-    """After gathering: why ``connection`` has no relay candidate though it was to have one
-    (a TURN server is configured, or the policy is relay-only), or None."""
-    turn = [s for s in configuration.iceServers or () if str(s.urls).startswith("turn")]
-    if not turn:
-        if configuration.iceTransportPolicy is RTCIceTransportPolicy.RELAY:
-            return (
-                "ice_transport_policy='relay' but no TURN server: none in ice_servers, "
-                "and the signaling server offered none"
-            )
-        return None
-    if " typ relay" in connection.localDescription.sdp:
-        return None
-    return (
-        f"TURN server {turn[0].urls} (user {turn[0].username!r}) gave no relay candidate: "
-        "it refused the credentials, or did not answer"
-    )
 
 
 def selected_path(connection: RTCPeerConnection) -> CandidatePath | None:

@@ -42,14 +42,12 @@ from crdtsync.protocol.ywebrtc_room import (
 )
 from crdtsync.signaling.ywebrtc_client import YWebrtcSignalingClient, with_token
 from crdtsync.transport.base import Connector, LinkListener
+from crdtsync.transport.ice_config import IceServer, IceTransportPolicy, ice_configuration
 from crdtsync.transport.ice_hosts import host_addresses
 from crdtsync.transport.webrtc import (
-    IceServer,
-    IceTransportPolicy,
     WebRTCLink,
     attach_listener,
     connect_tasks_ended,
-    ice_configuration,
     when_open,
 )
 

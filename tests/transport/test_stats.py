@@ -1,5 +1,5 @@
 """``peer.link_stats()`` on the simulated network: per link traffic, age and heartbeat round
-trip (the path, which needs ICE, is None here; real paths: test_turn.py)."""
+trip (the path, which needs ICE, is None here; real paths: test_turn_relays.py)."""
 
 from __future__ import annotations
 

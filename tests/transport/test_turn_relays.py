@@ -22,7 +22,7 @@ from crdtsync.signaling.server import SignalingServer
 from crdtsync.signaling.turn import TurnSettings
 from crdtsync.testing import wait_converged
 from crdtsync.testing.coturn import Coturn, turnserver_binary
-from crdtsync.transport.webrtc import (
+from crdtsync.transport.ice_config import (
     IceServer,
     IceTransportPolicy,
     checked_ice_servers,
