@@ -1,5 +1,5 @@
 """Ephemeral TURN credentials: coturn's use-auth-secret scheme, and the server handing them
-to each peer once it proved its identity (coturn accepting them: tests/transport/test_turn_relays.py)."""
+to each peer once it proved its identity (coturn accepting them: test_turn_relays.py)."""
 
 from __future__ import annotations
 
