@@ -20,6 +20,7 @@ from crdtsync.peer import DIALECTS
 from crdtsync.peer_process import run_peer, stop_signals
 from crdtsync.signaling.log_format import json_handler, log_fields
 from crdtsync.signaling.server import SignalingServer
+from crdtsync.signaling.turn import DEFAULT_TURN_TTL, TurnSettings
 
 __all__ = ["main"]
 
@@ -63,10 +64,20 @@ def _server_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext |
     return context
 
 
+def _turn(urls: list[str] | None, secret: str | None, ttl: float) -> TurnSettings | None:
+    """What ``--turn-url`` and ``--turn-secret`` ask for: both, or neither."""
+    if (urls is None) != (secret is None):
+        raise ConfigError("--turn-url and --turn-secret go together")
+    return None if urls is None or secret is None else TurnSettings(urls, secret, ttl)
+
+
 async def _signal(args: argparse.Namespace) -> int:
     tls = _server_tls(args.certfile, args.keyfile)
+    turn = _turn(args.turn_url, args.turn_secret, args.turn_ttl)
     stopped = stop_signals()
-    async with SignalingServer(args.host, args.port, ssl=tls, redis=args.redis) as server:
+    async with SignalingServer(
+        args.host, args.port, ssl=tls, redis=args.redis, turn=turn
+    ) as server:
         print(f"signaling server on {server.url} (Ctrl-C to stop)", flush=True)
         code = await stopped
         # Clients hear 1001 (going away) and move to another server.
@@ -129,6 +140,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=("text", "json"),
         default="text",
         help="json: one JSON object per line (event, room, peer, code), for log collectors",
+    )
+    serve.add_argument(
+        "--turn-url",
+        action="append",
+        help="TURN server to hand each peer, e.g. turn:host:3478?transport=udp (repeatable)",
+    )
+    serve.add_argument(
+        "--turn-secret", help="the TURN server's static-auth-secret (coturn use-auth-secret)"
+    )
+    serve.add_argument(
+        "--turn-ttl",
+        type=float,
+        default=DEFAULT_TURN_TTL,
+        help="seconds the TURN credentials stay valid",
     )
     peer = commands.add_parser("peer", help="one collaborator, driven by JSON lines on stdin")
     peer.add_argument(

@@ -37,6 +37,7 @@ from crdtsync.protocol.link import LinkCore, LinkProtocol, LinkSettings, LinkSta
 from crdtsync.protocol.sync import DocumentAccess
 from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
+from crdtsync.transport.stats import LinkStats
 
 __all__ = [
     "DEFAULT_MAX_CONNS",
@@ -104,10 +105,25 @@ class MeshSettings:
 class _Conn:
     """The adapter's state for one link: the transport link, its core, its timer."""
 
-    __slots__ = ("deadline", "held", "link", "lost", "neighbors", "protocol", "timer")
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "deadline",
+        "held",
+        "link",
+        "lost",
+        "messages_received",
+        "messages_sent",
+        "neighbors",
+        "opened_at",
+        "protocol",
+        "timer",
+    )
 
-    def __init__(self, link: Link, protocol: LinkCore) -> None:
+    def __init__(self, link: Link, protocol: LinkCore, opened_at: float) -> None:
         self.link = link
+        self.opened_at = opened_at  # loop time
+        self.messages_sent = self.messages_received = self.bytes_sent = self.bytes_received = 0
         self.protocol = protocol
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
@@ -195,6 +211,24 @@ class Mesh:
     def members(self) -> frozenset[str]:
         """The other peers in the room, as the connector last said."""
         return self._members
+
+    def link_stats(self) -> dict[str, LinkStats]:
+        """Each open link's path, round-trip time and traffic, by remote peer id."""
+        now = self._now() if self._loop is not None else 0.0
+        return {
+            remote: LinkStats(
+                remote_id=remote,
+                path=conn.link.path,
+                round_trip_time=conn.protocol.round_trip_time,
+                messages_sent=conn.messages_sent,
+                messages_received=conn.messages_received,
+                bytes_sent=conn.bytes_sent,
+                bytes_received=conn.bytes_received,
+                linked_for=now - conn.opened_at,
+            )
+            for remote, conn in self._conns.items()
+            if conn.protocol.state is LinkState.OPEN
+        }
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -297,7 +331,7 @@ class Mesh:
         protocol = self._link_core(
             self.local_id, {self.replica.doc_id: self.replica}, remote, self.settings.link
         )
-        conn = _Conn(link, protocol)
+        conn = _Conn(link, protocol, self._now())
         link.set_low_water(self.settings.link.send_buffer_low)
         self._conns[remote] = conn  # before the old one closes, so nobody redials meanwhile
         if existing is not None:
@@ -360,6 +394,8 @@ class Mesh:
         if conn is None or conn.link is not link:
             return
         self.bytes_received += len(data)
+        conn.messages_received += 1
+        conn.bytes_received += len(data)
         conn.protocol.receive_data(data, self._now())
         self._pump(conn)
         if self._waiters:  # what arrived may be what someone waits for (remote edits)
@@ -394,6 +430,8 @@ class Mesh:
                     for data in outgoing:
                         conn.link.send(data)
                         self.bytes_sent += len(data)
+                        conn.messages_sent += 1
+                        conn.bytes_sent += len(data)
                 except TransportError as exc:
                     conn.lost = True
                     conn.protocol.close(CloseCode.GOING_AWAY, f"send failed: {exc}")

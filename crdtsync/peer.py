@@ -32,8 +32,10 @@ from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity
 from crdtsync.store import Store, StoreSettings
 from crdtsync.transport.base import Connector
+from crdtsync.transport.ice_config import IceServer, IceTransportPolicy
 from crdtsync.transport.memory import SimNetwork
-from crdtsync.transport.webrtc import IceServer, WebRTCConnector
+from crdtsync.transport.stats import LinkStats
+from crdtsync.transport.webrtc import WebRTCConnector
 from crdtsync.transport.ywebrtc import YWebrtcConnector
 
 __all__ = ["DIALECTS", "Dialect", "Peer"]
@@ -59,6 +61,7 @@ class Peer:
         network: SimNetwork | None = None,
         signaling: str | Sequence[str] | None = None,
         ice_servers: Sequence[str | IceServer] = (),
+        ice_transport_policy: IceTransportPolicy = "all",
         host_addresses: Sequence[str] | None = None,
         token: str | None = None,
         password: str | None = None,
@@ -83,6 +86,8 @@ class Peer:
             )
         if network is not None and (password, token, ssl) != (None, None, None):
             raise ConfigError("password=, token= and ssl= are for signaling=, not network=")
+        if network is not None and (ice_servers, ice_transport_policy) != ((), "all"):
+            raise ConfigError("ice_servers= and ice_transport_policy= are for signaling=")
         self.doc = doc
         self.room = room
         self.awareness = pycrdt.Awareness(doc)
@@ -104,6 +109,7 @@ class Peer:
                 password=password,
                 ssl=ssl,
                 ice_servers=ice_servers,
+                ice_transport_policy=ice_transport_policy,
                 host_addresses=host_addresses,
                 max_conns=max_conns,
                 rng=rng,
@@ -121,6 +127,7 @@ class Peer:
                 password=password,
                 ssl=ssl,
                 ice_servers=ice_servers,
+                ice_transport_policy=ice_transport_policy,
                 host_addresses=host_addresses,
             )
         # Opened and loaded first: a bad file fails here, and the doc holds its saved work
@@ -183,6 +190,11 @@ class Peer:
     def congested(self) -> frozenset[str]:
         """Linked peers whose link is backed up: updates for them wait, merged into one."""
         return self._mesh.congested
+
+    def link_stats(self) -> dict[str, LinkStats]:
+        """What each open link is doing, by remote peer id: the candidate pair it took
+        (``stats.path.relayed``: through a TURN server), heartbeat round trip, traffic."""
+        return self._mesh.link_stats()
 
     async def start(self) -> None:
         """Join the room; links form in the background."""

@@ -11,7 +11,7 @@ connections cannot beat, for setup time and for message delay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +30,20 @@ LOOPBACK = ("127.0.0.1",)
 
 @asynccontextmanager
 async def linked_peers(
-    url: str, docs: Sequence[pycrdt.Doc[Any]], *, room: str, timeout: float
+    url: str,
+    docs: Sequence[pycrdt.Doc[Any]],
+    *,
+    room: str,
+    timeout: float,
+    peer_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[list[Peer]]:
     """One ``Peer`` per doc in ``room`` of the signaling server at ``url``, started together;
-    entered once each is linked with all the others and synced, closed on exit."""
-    peers = [Peer(doc, room=room, signaling=url, host_addresses=LOOPBACK) for doc in docs]
+    entered once each is linked with all the others and synced, closed on exit.
+    ``peer_options`` go to every ``Peer`` (``ice_transport_policy="relay"``, ...)."""
+    options = dict(peer_options or {})
+    peers = [
+        Peer(doc, room=room, signaling=url, host_addresses=LOOPBACK, **options) for doc in docs
+    ]
     try:
         async with asyncio.timeout(timeout):
             async with asyncio.TaskGroup() as group:

@@ -101,6 +101,7 @@ class LinkCore(Protocol):
     local_id: str
     remote_id: str | None
     state: LinkState
+    round_trip_time: float | None  # seconds, of the last heartbeat answered (None: none yet)
 
     @property
     def synced(self) -> bool: ...
@@ -139,6 +140,8 @@ class LinkProtocol:
         self.state = LinkState.OPENING
         self.close_code: int | None = None
         self.close_reason = ""
+        self.round_trip_time: float | None = None
+        self._ping_sent: tuple[int, float] | None = None  # the last PING's nonce and time
         self._capabilities = capabilities
         self._sessions = {
             doc_id: SyncSession(doc, origin=self) for doc_id, doc in documents.items()
@@ -244,6 +247,8 @@ class LinkProtocol:
                 frame = decode_frame(whole, max_frame_size=self.settings.max_frame_size)
                 if isinstance(frame, Chunk):
                     raise ProtocolError("a reassembled frame is itself a CHUNK")
+            if isinstance(frame, Pong):
+                self._pong_received(frame.nonce, now)
             self._handle(frame)
         except ProtocolError as exc:
             logger.warning("! %r: %s", self, exc)
@@ -263,6 +268,7 @@ class LinkProtocol:
         if now >= self._next_ping:
             self._next_ping = now + self.settings.heartbeat_interval
             self._next_nonce += 1
+            self._ping_sent = (self._next_nonce, now)
             self._send(Ping(self._next_nonce))
 
     def get_timer(self) -> float | None:
@@ -299,6 +305,12 @@ class LinkProtocol:
             raise ProtocolError(
                 f"flood: over {rate:g} messages/s (bursts of {burst})", close_code=CloseCode.POLICY
             )
+
+    def _pong_received(self, nonce: int, now: float) -> None:
+        """A PONG to our last PING times the round trip; others (late, forged) do not."""
+        if self._ping_sent is not None and self._ping_sent[0] == nonce:
+            self.round_trip_time = now - self._ping_sent[1]
+            self._ping_sent = None
 
     def _session(self, doc_id: str) -> SyncSession:
         session = self._sessions.get(doc_id)

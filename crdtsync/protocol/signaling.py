@@ -12,7 +12,7 @@ to one peer of a room it is in. The server never sees document data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -35,6 +35,7 @@ __all__ = [
     "Prove",
     "Signal",
     "SignalingMessage",
+    "TurnCredentials",
     "Welcome",
     "decode_signaling",
     "encode_signaling",
@@ -45,6 +46,8 @@ SIGNALING_VERSION = 2
 MAX_ROOM_LENGTH = 256
 _MAX_ID_LENGTH = 128
 _MAX_TOKEN_LENGTH = 512
+MAX_TURN_URLS = 8  # a deployment lists a few (UDP, TCP, TLS); aiortc uses one
+_MAX_TURN_FIELD = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +73,22 @@ class Prove:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnCredentials:
+    """Time-limited TURN credentials the server hands a proven peer (``signaling/turn.py``)."""
+
+    urls: tuple[str, ...]
+    username: str
+    credential: str = field(repr=False)  # a password: kept out of logs
+
+
+@dataclass(frozen=True, slots=True)
 class Welcome:
-    """Server's answer to hello: the id this connection speaks as, in every room."""
+    """Server's answer to hello: the id this connection speaks as, in every room, and TURN
+    credentials when the server issues them (an optional field: older peers ignore it)."""
 
     peer_id: str
     version: int = SIGNALING_VERSION
+    turn: TurnCredentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +193,9 @@ def encode_signaling(message: SignalingMessage) -> bytes:
         body["sig"] = message.signature
     elif isinstance(message, Welcome):
         body.update(v=message.version, id=message.peer_id)
+        if message.turn is not None:
+            turn = message.turn
+            body["turn"] = {"urls": list(turn.urls), "user": turn.username, "cred": turn.credential}
     elif isinstance(message, Join):
         body["room"] = message.room
         if message.token is not None:
@@ -233,7 +250,8 @@ def decode_signaling(data: bytes, *, max_size: int) -> SignalingMessage:
     if kind == "prove":
         return Prove(fields.binary("sig", 64))
     if kind == "welcome":
-        return Welcome(fields.ident("id"), fields.uint("v"))
+        turn = None if body.get("turn") is None else _turn_credentials(body["turn"])
+        return Welcome(fields.ident("id"), fields.uint("v"), turn)
     if kind == "join":
         token = body.get("token")
         if token is not None:
@@ -256,6 +274,17 @@ def decode_signaling(data: bytes, *, max_size: int) -> SignalingMessage:
     if kind == "error":
         return Error(fields.text("code", 64), fields.text("message", 1024))
     raise ProtocolError(f"unknown signaling message type {kind!r}")
+
+
+def _turn_credentials(value: object) -> TurnCredentials:
+    if not isinstance(value, dict):
+        raise ProtocolError("signaling welcome: turn must be a map")
+    fields = _Fields(value, "welcome turn")
+    return TurnCredentials(
+        fields.texts("urls", MAX_TURN_URLS, _MAX_TURN_FIELD),
+        fields.text("user", _MAX_TURN_FIELD),
+        fields.text("cred", _MAX_TURN_FIELD),
+    )
 
 
 class _Fields:
@@ -285,6 +314,18 @@ class _Fields:
                 f"signaling {self.kind}: {name} must be a string of 1 to {max_length} characters"
             )
         return value
+
+    def texts(self, name: str, max_count: int, max_length: int) -> tuple[str, ...]:
+        value = self._get(name)
+        if not (
+            isinstance(value, list)
+            and 0 < len(value) <= max_count
+            and all(isinstance(item, str) and 0 < len(item) <= max_length for item in value)
+        ):
+            raise ProtocolError(
+                f"signaling {self.kind}: {name} must be a list of 1 to {max_count} strings"
+            )
+        return tuple(value)
 
     def ident(self, name: str) -> str:
         return self.text(name, _MAX_ID_LENGTH)

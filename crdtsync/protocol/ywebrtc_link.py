@@ -100,6 +100,7 @@ class YWebrtcLinkProtocol:
         self.close_code: int | None = None
         self.close_reason = ""
         self.dropped_frames = 0  # frames a Yjs peer sent that we could not use
+        self.round_trip_time: float | None = None  # y-webrtc has no heartbeat to time
         ((self._doc_id, document),) = documents.items()
         self._session = SyncSession(document, origin=self)
         self._synced = False

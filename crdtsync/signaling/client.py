@@ -34,6 +34,7 @@ from crdtsync.protocol.signaling import (
     Prove,
     Signal,
     SignalingMessage,
+    TurnCredentials,
     Welcome,
     decode_signaling,
     encode_signaling,
@@ -92,6 +93,8 @@ class SignalingClient:
         self._failure: SignalingError | None = None
         self._nonce = 0
         self._connection_changed = asyncio.Event()
+        # What the server handed us at the last login (fresh each login; None: no TURN).
+        self.turn_credentials: TurnCredentials | None = None
 
     @property
     def peer_id(self) -> str:
@@ -209,6 +212,7 @@ class SignalingClient:
         welcome = await self._receive(connection, self.open_timeout)
         if not isinstance(welcome, Welcome) or welcome.peer_id != self.peer_id:
             raise ProtocolError(f"expected welcome as {self.peer_id}, got {welcome!r}")
+        self.turn_credentials = welcome.turn
         for room, token in self.rooms.items():
             await connection.send(encode_signaling(Join(room, token)))
 

@@ -51,6 +51,7 @@ from crdtsync.signaling.limits import (
 from crdtsync.signaling.log_format import log_fields
 from crdtsync.signaling.tally import Tally
 from crdtsync.signaling.tokens import verify_join_token
+from crdtsync.signaling.turn import TurnSettings
 
 __all__ = ["Router", "SignalingSettings"]  # SignalingSettings lives in limits.py
 
@@ -86,9 +87,11 @@ class Router:
         new_nonce: Callable[[], bytes] = lambda: secrets.token_bytes(32),
         wall_clock: Callable[[], float] = time.time,
         clustered: bool = False,
+        turn: TurnSettings | None = None,
     ) -> None:
         self.settings = settings or SignalingSettings()
         self.clustered = clustered
+        self.turn = turn  # TURN credentials for each peer that logs in (None: no TURN)
         self._new_nonce = new_nonce
         self._wall_clock = wall_clock
         self._clients: dict[int, _Client] = {}
@@ -321,7 +324,8 @@ class Router:
         client.peer_id = peer_id
         client.limits.logged_in()
         self._by_peer[peer_id] = client
-        self._send(client, Welcome(peer_id))
+        turn = None if self.turn is None else self.turn.credentials(peer_id, self._wall_clock())
+        self._send(client, Welcome(peer_id, turn=turn))
         logger.info("= %s connected", peer_id, extra=log_fields("connected", peer=peer_id))
 
     def _join(self, client: _Client, join: Join, now: float) -> None:

@@ -40,6 +40,7 @@ from crdtsync.signaling.log_format import log_fields
 from crdtsync.signaling.operations import ServerMetrics
 from crdtsync.signaling.router import Router, SignalingSettings
 from crdtsync.signaling.topics import TopicRouter
+from crdtsync.signaling.turn import TurnSettings
 
 if TYPE_CHECKING:  # redis-py is an extra: imported only when a server is given a Redis URL
     from crdtsync.signaling.backplane import BackplaneSettings, BackplaneState, RedisBackplane
@@ -221,11 +222,13 @@ class SignalingServer:
         ssl: ssl_module.SSLContext | None = None,
         redis: str | None = None,
         backplane: BackplaneSettings | None = None,
+        turn: TurnSettings | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.settings = settings or SignalingSettings()
-        self.router = Router(self.settings, clustered=redis is not None)
+        # With ``turn``, each native peer gets TURN credentials once it proved its identity.
+        self.router = Router(self.settings, clustered=redis is not None, turn=turn)
         self.topics = TopicRouter(self.settings, clustered=redis is not None)
         self._cores: tuple[_Core, ...] = (self.router, self.topics)
         self._redis_url = redis

@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Protocol
 
+from crdtsync.transport.stats import CandidatePath
+
 __all__ = ["Connector", "Link", "LinkListener"]
 
 
@@ -35,6 +37,11 @@ class Link(ABC):
     @abstractmethod
     def buffered_amount(self) -> int:
         """Bytes queued but not yet handed to the network."""
+
+    @property
+    def path(self) -> CandidatePath | None:
+        """The candidate pair the link took (None on transports without ICE)."""
+        return None
 
     @abstractmethod
     async def aclose(self) -> None:

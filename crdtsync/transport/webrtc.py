@@ -7,6 +7,7 @@ given (none by default: aiortc's own default is a public STUN server, which stal
 gathering for seconds without internet), and ``host_addresses`` can hold ICE to loopback.
 Which offers get an answer, and how many candidates count, is ``protocol/answer_budget.py``'s:
 each offer carries a random id and its sender's time, and an answer echoes the id it answers.
+Which STUN/TURN servers and transport policy a connection gets is ``ice_config.py``'s.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import os
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from crdtsync.errors import ConfigError, SignalingError, TransportError
 from crdtsync.protocol.answer_budget import (
@@ -42,17 +42,26 @@ from crdtsync.protocol.answer_budget import (
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.room_key import RoomKey
-from crdtsync.transport import ice_pacing
 from crdtsync.transport.base import Connector, Link, LinkListener
+from crdtsync.transport.ice_config import (
+    IceServer,
+    IceTransportPolicy,
+    checked_ice_servers,
+    ice_configuration,
+    relay_problem,
+    with_offered_turn,
+)
 from crdtsync.transport.ice_hosts import host_addresses
+from crdtsync.transport.stats import CandidatePath
 
 __all__ = [
-    "IceServer",
+    "IceServer",  # re-exported: Peer's callers know it from here
     "WebRTCConnector",
     "WebRTCLink",
     "attach_listener",
     "connect_tasks_ended",
-    "ice_configuration",
+    "ice_configuration",  # re-exported, as IceServer
+    "selected_path",
     "when_open",
 ]
 
@@ -64,30 +73,19 @@ CLOSE_DRAIN_TIMEOUT = 1.0
 OFFER_ID_SIZE = 16  # random bytes: no two offers of any peer ever share one
 
 
-@dataclass(frozen=True, slots=True)
-class IceServer:
-    """A STUN or TURN server: ``IceServer("turn:host:3478", "user", "secret")``."""
-
-    url: str
-    username: str | None = None
-    credential: str | None = None
-
-
-def ice_configuration(ice_servers: Sequence[str | IceServer]) -> RTCConfiguration:
-    """aiortc's configuration for these STUN/TURN servers (none: host candidates only).
-
-    Every connection of ours is built with one, so this is also where ICE checks get paced
-    at 5 ms instead of aioice's 20 ms (``ice_pacing``)."""
-    ice_pacing.install()
-    servers = [
-        server if isinstance(server, IceServer) else IceServer(server) for server in ice_servers
-    ]
-    for server in servers:
-        if not server.url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-            raise ConfigError(f"ICE server {server.url!r} must be a stun: or turn: URL")
-    return RTCConfiguration(
-        iceServers=[RTCIceServer(s.url, s.username, s.credential) for s in servers]
-    )
+def selected_path(connection: RTCPeerConnection) -> CandidatePath | None:
+    """The candidate pair ICE selected for ``connection``, or None before one is: the one
+    aioice internal read here (its nominated pair of the one component data channels use)."""
+    sctp = connection.sctp
+    ice = None if sctp is None else getattr(sctp.transport.transport, "_connection", None)
+    pair = None if ice is None else getattr(ice, "_nominated", {}).get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return CandidatePath(
+        str(local.type), (str(local.host), int(local.port)),
+        str(remote.type), (str(remote.host), int(remote.port)),
+    )  # fmt: skip
 
 
 class WebRTCLink(Link):
@@ -120,6 +118,10 @@ class WebRTCLink(Link):
     @property
     def buffered_amount(self) -> int:
         return int(self.channel.bufferedAmount)
+
+    @property
+    def path(self) -> CandidatePath | None:
+        return selected_path(self.connection)
 
     def set_low_water(self, amount: int) -> None:
         super().set_low_water(amount)
@@ -159,6 +161,7 @@ class WebRTCConnector(Connector):
         password: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
         ice_servers: Sequence[str | IceServer] = (),
+        ice_transport_policy: IceTransportPolicy = "all",
         host_addresses: Sequence[str] | None = None,
         connect_timeout: float = 15.0,
         budget: AnswerBudget | None = None,  # its defaults say where they come from
@@ -172,7 +175,10 @@ class WebRTCConnector(Connector):
         self.budget = budget or AnswerBudget()
         self.max_candidates = max_candidates
         self._replays = ReplayGuard()
-        self._configuration = ice_configuration(ice_servers)
+        self._ice_servers = checked_ice_servers(ice_servers)
+        self._policy = ice_transport_policy
+        ice_configuration(self._ice_servers, ice_transport_policy)  # refuse a bad one now
+        self._warned: set[str] = set()  # ICE problems logged already (once each)
         self.signaling = SignalingClient(
             signaling, self, rooms={room: token}, identity=identity, ssl=ssl
         )
@@ -191,6 +197,33 @@ class WebRTCConnector(Connector):
     @property
     def local_id(self) -> str:
         return self.signaling.peer_id
+
+    def _configuration(self) -> RTCConfiguration:
+        """A new connection's ICE configuration: our servers, plus the TURN server the
+        signaling server offered at our last login unless we have our own."""
+        servers, ignored = with_offered_turn(self._ice_servers, self.signaling.turn_credentials)
+        if ignored:
+            using = next((server.url for server in servers if server.is_turn), None)
+            self._warn_once(
+                f"not using the TURN URLs {list(ignored)} the signaling server offered: "
+                f"aiortc uses one TURN server ({using or 'none usable offered'})"
+            )
+        return ice_configuration(servers, self._policy)
+
+    def _check_relay(self, connection: RTCPeerConnection, configuration: RTCConfiguration) -> None:
+        """After gathering: a relay-only connection without a relay candidate fails now (no
+        check could succeed); one that may go direct goes on, with a warning (once)."""
+        problem = relay_problem(connection, configuration)
+        if problem is None:
+            return
+        self._warn_once(problem)
+        if configuration.iceTransportPolicy is RTCIceTransportPolicy.RELAY:
+            raise TransportError(problem)
+
+    def _warn_once(self, problem: str) -> None:
+        if problem not in self._warned:
+            self._warned.add(problem)
+            logger.warning("! %s: %s", self.local_id, problem)
 
     async def start(self, listener: LinkListener) -> None:
         if self._password is not None:  # slow on purpose, so off the event loop
@@ -275,7 +308,8 @@ class WebRTCConnector(Connector):
             if self._listener is not None and not self._closed:
                 self._listener.link_failed(remote_id, f"not dialed: {verdict.reason}")
             return
-        connection = RTCPeerConnection(self._configuration)
+        configuration = self._configuration()
+        connection = RTCPeerConnection(configuration)
         link: WebRTCLink | None = None
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         offer_id = os.urandom(OFFER_ID_SIZE)
@@ -286,6 +320,7 @@ class WebRTCConnector(Connector):
                 opened = when_open(channel)
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createOffer())
+                self._check_relay(connection, configuration)
                 offer = self._signal(
                     remote_id,
                     {"type": "offer", "time": time.time()},
@@ -317,7 +352,8 @@ class WebRTCConnector(Connector):
     async def _answer(
         self, remote_id: str, offer: str, dial_id: int, offer_id: bytes, ticket: int
     ) -> None:
-        connection = RTCPeerConnection(self._configuration)
+        configuration = self._configuration()
+        connection = RTCPeerConnection(configuration)
         channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
         connection.on("datachannel", channels.put_nowait)
         try:
@@ -326,6 +362,7 @@ class WebRTCConnector(Connector):
                 await connection.setRemoteDescription(RTCSessionDescription(offer, "offer"))
                 with host_addresses(self.host_addresses):
                     await connection.setLocalDescription(await connection.createAnswer())
+                self._check_relay(connection, configuration)
                 answer = self._signal(
                     remote_id,
                     {"type": "answer"},
@@ -429,7 +466,8 @@ def attach_listener(
     link.channel.on("bufferedamountlow", on_drained)
     link.channel.on("close", on_close)
     link.connection.on("connectionstatechange", on_state_change)
-    logger.debug("= %s: data channel to %s open", name, link.remote_id)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("= %s: data channel to %s open via %s", name, link.remote_id, link.path)
     listener.link_opened(link)
 
 

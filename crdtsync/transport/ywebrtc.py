@@ -42,13 +42,12 @@ from crdtsync.protocol.ywebrtc_room import (
 )
 from crdtsync.signaling.ywebrtc_client import YWebrtcSignalingClient
 from crdtsync.transport.base import Connector, LinkListener
+from crdtsync.transport.ice_config import IceServer, IceTransportPolicy, ice_configuration
 from crdtsync.transport.ice_hosts import host_addresses
 from crdtsync.transport.webrtc import (
-    IceServer,
     WebRTCLink,
     attach_listener,
     connect_tasks_ended,
-    ice_configuration,
     when_open,
 )
 
@@ -84,6 +83,7 @@ class YWebrtcConnector(Connector):
         password: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
         ice_servers: Sequence[str | IceServer] = (),
+        ice_transport_policy: IceTransportPolicy = "all",
         host_addresses: Sequence[str] | None = None,
         max_conns: int = DEFAULT_MAX_CONNS,
         connect_timeout: float = 15.0,
@@ -98,7 +98,7 @@ class YWebrtcConnector(Connector):
         self._local_id = str(uuid.uuid4())
         self.host_addresses = None if host_addresses is None else tuple(host_addresses)
         self.connect_timeout = connect_timeout
-        self._configuration = ice_configuration(ice_servers)
+        self._configuration = ice_configuration(ice_servers, ice_transport_policy)
         self._password = password
         self._cipher: RoomCipher | None = None
         self._rooms = YWebrtcRoom(

@@ -16,7 +16,16 @@ from crdtsync.protocol.events import (
     LinksReceived,
     SyncCompleted,
 )
-from crdtsync.protocol.frames import Bye, CloseCode, Hello, Ping, Sync, decode_frame, encode_frame
+from crdtsync.protocol.frames import (
+    Bye,
+    CloseCode,
+    Hello,
+    Ping,
+    Pong,
+    Sync,
+    decode_frame,
+    encode_frame,
+)
 from crdtsync.protocol.link import LinkProtocol, LinkSettings, LinkState
 from crdtsync.protocol.ymessages import sync_update
 from crdtsync.replica import Replica
@@ -134,6 +143,20 @@ def test_pong_keeps_the_link_alive() -> None:
         b.handle_timer(float(second))
         roundtrip_until_done(a, b, float(second))
     assert a.state is b.state is LinkState.OPEN
+
+
+def test_the_pong_to_our_last_ping_times_the_round_trip() -> None:
+    a, b = started_pair(pycrdt.Doc(), pycrdt.Doc())
+    roundtrip_until_done(a, b, 0.0)
+    assert a.round_trip_time is None  # no heartbeat yet
+    a.handle_timer(1.0)
+    transfer(a, b, 1.0)  # the PING
+    b.receive_data(encode_frame(Pong(99)), 1.01)  # a PONG to nothing we sent: ignored
+    assert b.round_trip_time is None
+    transfer(b, a, 1.25)  # its PONG, a quarter of a second later
+    assert a.round_trip_time == 0.25
+    a.receive_data(encode_frame(Pong(1)), 3.0)  # the same PONG again times nothing
+    assert a.round_trip_time == 0.25
 
 
 def test_no_hello_in_time_closes() -> None:
