@@ -217,6 +217,7 @@ async def test_a_room_moves_to_the_next_server_and_its_links_stay_up(dialect: Di
         await newcomer.wait_for_peers(3, timeout=TIMEOUT)  # the others found it through B
         for peer in peers:
             await peer.wait_for_peers(3, timeout=TIMEOUT)
+        await wait_converged(docs, timeout=TIMEOUT)  # the newcomer holds the text: edit it
         text_of(docs[3]).insert(0, "and on B; ")
         await wait_converged(docs, timeout=TIMEOUT)
         assert str(text_of(docs[1])) == "and on B; typed with no server up; "
