@@ -215,9 +215,15 @@ class Router:
             self._refuse(client, now, "room-full", f"room {short(room)} has {limit} peers")
 
     def joined_elsewhere(self, room: str, peer_id: str, server: str) -> None:
-        """``peer_id`` joined ``room`` at ``server``: our members in it hear of it."""
+        """``peer_id`` joined ``room`` at ``server``: our members in it hear of it. If it is
+        connected here too, that connection is the older one (a peer keeps one): it is
+        replaced, as a reconnect to this server would replace it, so signals for the peer
+        stop going to a connection it left."""
+        stale = self._by_peer.get(peer_id)
+        if stale is not None and room in stale.rooms:
+            self._close(stale, 4000, "replaced by a newer connection of the same peer elsewhere")
         local = self._rooms.get(room)
-        if local is not None and peer_id not in local and self._remote.add(room, peer_id, server):
+        if local is not None and self._remote.add(room, peer_id, server):
             self._announce(room, PeerJoined(room, peer_id))
 
     def left_elsewhere(self, room: str, peer_id: str, server: str) -> None:

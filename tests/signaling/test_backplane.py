@@ -10,7 +10,7 @@ import pytest
 from needs import require_program
 from probes import health, scrape, value
 from test_server import TIMEOUT, hello, receive, send
-from test_server_ywebrtc import get, open_, put, settle
+from test_server_ywebrtc import closed_with, get, open_, put, settle
 from websockets.asyncio.client import ClientConnection
 
 from crdtsync.protocol.signaling import (
@@ -25,6 +25,7 @@ from crdtsync.protocol.signaling import (
 from crdtsync.protocol.ywebrtc_signaling import Error as TopicError
 from crdtsync.protocol.ywebrtc_signaling import Publish
 from crdtsync.signaling.backplane import BackplaneSettings
+from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.router import SignalingSettings
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.redis_server import RedisServer
@@ -206,4 +207,22 @@ async def test_a_full_ywebrtc_topic_is_full_on_every_server(redis: RedisServer) 
         assert refusal.code == "room-full"
         await two.wait_until(lambda: "room" not in two.topics.topics, timeout=TIMEOUT)
         for ws in (first, second):
+            await ws.close()
+
+
+async def test_a_peer_that_moved_servers_loses_its_old_connection(redis: RedisServer) -> None:
+    async with servers(redis, 2) as (one, two):
+        alice, alice_id, _ = await join(one.url)
+        bob_identity = Identity()
+        old, bob_id = await hello(one.url, bob_identity)
+        await send(old, Join("notes", None))
+        await until(alice, PeerJoined("notes", bob_id))
+        # Bob is back, on the other server, before the first noticed he left.
+        new, _ = await hello(two.url, bob_identity)
+        await send(new, Join("notes", None))
+        assert await closed_with(old) == 4000  # replaced: signals stop going there
+        await until(alice, PeerLeft("notes", bob_id), PeerJoined("notes", bob_id))
+        await send(alice, Signal("notes", bob_id, b"to the new one"))
+        await until(new, Signal("notes", alice_id, b"to the new one"))
+        for ws in (alice, new):
             await ws.close()
