@@ -13,15 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pycrdt
 
-from crdtsync.errors import ConfigError, ProtocolError, SyncTimeoutError, TransportError
+from crdtsync.errors import ProtocolError, SyncTimeoutError, TransportError
+from crdtsync.mesh_link import MeshLink
+from crdtsync.mesh_settings import (
+    DEFAULT_MAX_CONNS,
+    DEFAULT_PRESENCE_TIMEOUT,
+    LinkCoreFactory,
+    MeshSettings,
+    native_link_core,
+)
 from crdtsync.protocol.awareness import Presence
-from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW, BatchWindow
+from crdtsync.protocol.batching import BatchWindow
 from crdtsync.protocol.dialing import DialPolicy
 from crdtsync.protocol.events import (
     AwarenessQueried,
@@ -33,8 +40,7 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import CloseCode
-from crdtsync.protocol.link import LinkCore, LinkProtocol, LinkSettings, LinkState
-from crdtsync.protocol.sync import DocumentAccess
+from crdtsync.protocol.link import LinkCore, LinkState
 from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
 from crdtsync.transport.stats import LinkStats
@@ -48,17 +54,6 @@ __all__ = [
     "native_link_core",
 ]
 
-LinkCoreFactory = Callable[[str, Mapping[str, DocumentAccess], str, LinkSettings], LinkCore]
-"""Builds the core of a new link: ``(local id, documents, remote id, settings)``."""
-
-
-def native_link_core(
-    local_id: str, documents: Mapping[str, DocumentAccess], remote_id: str, settings: LinkSettings
-) -> LinkCore:
-    """crdtsync's own dialect: HELLO, heartbeats, chunking, LINKS (``protocol/link.py``)."""
-    return LinkProtocol(local_id, documents, expected_peer=remote_id, settings=settings)
-
-
 # Closes that mean the remote peer broke the protocol or a limit.
 VIOLATIONS = frozenset(
     {CloseCode.PROTOCOL_ERROR, CloseCode.UNSUPPORTED_VERSION, CloseCode.TOO_BIG, CloseCode.POLICY}
@@ -66,70 +61,10 @@ VIOLATIONS = frozenset(
 
 logger = logging.getLogger(__name__)
 
-# y-webrtc connects to up to 20-34 peers; beyond that a room is a partial mesh.
-DEFAULT_MAX_CONNS = 20
-# y-protocols' awareness outdated timeout (awareness.js), so browser peers agree.
-DEFAULT_PRESENCE_TIMEOUT = 30.0
 ANNOUNCE_DELAY = 0.010  # seconds new links wait to be announced (see _announce_links_soon)
 # Links held back while another link's first sync is in flight sync anyway after this long,
 # so a slow or silent peer delays them at most that much.
 FIRST_SYNC_GRACE = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class MeshSettings:
-    """How a peer builds its mesh; every default says where it comes from."""
-
-    max_conns: int = DEFAULT_MAX_CONNS
-    # Redial backoff: 0.1 s doubling up to 5 s, jittered, so a healed partition reconnects
-    # within seconds without a thundering herd.
-    reconnect_base: float = 0.1
-    reconnect_cap: float = 5.0
-    presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT
-    # Batching window: an edit after a quiet spell leaves at the end of its event-loop tick;
-    # edits that follow within this many seconds of the last send wait for the window to
-    # close and leave merged; a steady stream widens it (see protocol/batching.py).
-    batch_window: float = DEFAULT_BATCH_WINDOW
-    link: LinkSettings = field(default_factory=LinkSettings)
-
-    def __post_init__(self) -> None:
-        if self.max_conns < 1:
-            raise ConfigError(f"max_conns must be at least 1 (got {self.max_conns})")
-        if not 0 < self.reconnect_base <= self.reconnect_cap:
-            raise ConfigError(
-                "need 0 < reconnect_base <= reconnect_cap "
-                f"(got {self.reconnect_base}, {self.reconnect_cap})"
-            )
-
-
-class _Conn:
-    """The adapter's state for one link: the transport link, its core, its timer."""
-
-    __slots__ = (
-        "bytes_received",
-        "bytes_sent",
-        "deadline",
-        "held",
-        "link",
-        "lost",
-        "messages_received",
-        "messages_sent",
-        "neighbors",
-        "opened_at",
-        "protocol",
-        "timer",
-    )
-
-    def __init__(self, link: Link, protocol: LinkCore, opened_at: float) -> None:
-        self.link = link
-        self.opened_at = opened_at  # loop time
-        self.messages_sent = self.messages_received = self.bytes_sent = self.bytes_received = 0
-        self.protocol = protocol
-        self.timer: asyncio.TimerHandle | None = None
-        self.deadline: float | None = None
-        self.neighbors: frozenset[str] = frozenset()
-        self.lost = False  # the transport link is gone: nothing more can be sent on it
-        self.held: list[bytes] = []  # updates waiting for a congested link to drain
 
 
 class Mesh:
@@ -153,7 +88,7 @@ class Mesh:
         self._rng = rng or random.Random()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._presence: Presence | None = None
-        self._conns: dict[str, _Conn] = {}
+        self._conns: dict[str, MeshLink] = {}
         self._members: frozenset[str] = frozenset()
         self._dialing: set[str] = set()
         self._policy = DialPolicy(
@@ -216,16 +151,7 @@ class Mesh:
         """Each open link's path, round-trip time and traffic, by remote peer id."""
         now = self._now() if self._loop is not None else 0.0
         return {
-            remote: LinkStats(
-                remote_id=remote,
-                path=conn.link.path,
-                round_trip_time=conn.protocol.round_trip_time,
-                messages_sent=conn.messages_sent,
-                messages_received=conn.messages_received,
-                bytes_sent=conn.bytes_sent,
-                bytes_received=conn.bytes_received,
-                linked_for=now - conn.opened_at,
-            )
+            remote: conn.stats(now)
             for remote, conn in self._conns.items()
             if conn.protocol.state is LinkState.OPEN
         }
@@ -331,7 +257,7 @@ class Mesh:
         protocol = self._link_core(
             self.local_id, {self.replica.doc_id: self.replica}, remote, self.settings.link
         )
-        conn = _Conn(link, protocol, self._now())
+        conn = MeshLink(link, protocol, self._now())
         link.set_low_water(self.settings.link.send_buffer_low)
         self._conns[remote] = conn  # before the old one closes, so nobody redials meanwhile
         if existing is not None:
@@ -346,7 +272,7 @@ class Mesh:
         )
         self._pump(conn)
 
-    def _start(self, conn: _Conn) -> None:
+    def _start(self, conn: MeshLink) -> None:
         """Start a new link's core, holding back its step 1 while another link's first sync
         is in flight: a newcomer then gets the document once, not once per peer, and later
         links send only what that first sync did not bring."""
@@ -418,7 +344,7 @@ class Mesh:
 
     # -- moving bytes ---------------------------------------------------------------------------
 
-    def _pump(self, conn: _Conn) -> None:
+    def _pump(self, conn: MeshLink) -> None:
         """Write what the core wants sent, act on its events, re-arm its timer."""
         while True:
             outgoing = conn.protocol.data_to_send()
@@ -439,7 +365,7 @@ class Mesh:
                 self._on_event(conn, event)
         self._arm(conn)
 
-    def _on_event(self, conn: _Conn, event: Event) -> None:
+    def _on_event(self, conn: MeshLink, event: Event) -> None:
         remote = conn.link.remote_id
         if isinstance(event, HelloReceived):
             logger.info("= %s linked with %s", self.local_id, remote)
@@ -462,7 +388,7 @@ class Mesh:
             self._forget(conn, event)
         self._notify()
 
-    def _forget(self, conn: _Conn, event: LinkClosed) -> None:
+    def _forget(self, conn: MeshLink, event: LinkClosed) -> None:
         remote = conn.link.remote_id
         if self._conns.get(remote) is conn:
             del self._conns[remote]
@@ -538,7 +464,7 @@ class Mesh:
         self._flush_scheduled = False
         if self._closed:
             return
-        touched: dict[str, _Conn] = {}
+        touched: dict[str, MeshLink] = {}
         doc_id = self.replica.doc_id
         for outgoing in self.replica.take_outgoing():
             for remote, conn in self._targets(outgoing.origin):
@@ -553,7 +479,7 @@ class Mesh:
         for conn in touched.values():
             self._pump(conn)
 
-    def _send_update(self, conn: _Conn, update: bytes) -> None:
+    def _send_update(self, conn: MeshLink, update: bytes) -> None:
         """Send now, or hold while the link's send buffer is over the high-water mark."""
         if not conn.held and conn.link.buffered_amount <= self.settings.link.send_buffer_high:
             conn.protocol.send_update(self.replica.doc_id, update)
@@ -565,7 +491,7 @@ class Mesh:
         if len(conn.held) >= MERGE_GROUP:  # keep what waits small: one merged update
             conn.held[:] = [merge_many(conn.held)]
 
-    def _release_held(self, conn: _Conn) -> None:
+    def _release_held(self, conn: MeshLink) -> None:
         """Send what a congested link held back, as one update."""
         if conn.held:
             update = merge_many(conn.held)
@@ -573,7 +499,7 @@ class Mesh:
             logger.debug("= %s releases %d held bytes to %s", self.local_id, len(update), conn.link)
             conn.protocol.send_update(self.replica.doc_id, update)
 
-    def _targets(self, origin: object | None) -> Iterator[tuple[str, _Conn]]:
+    def _targets(self, origin: object | None) -> Iterator[tuple[str, MeshLink]]:
         """The links an update goes to: not back where it came from, and not to peers that
         have a link of their own with its source (that peer sends it to them)."""
         source = origin.remote_id if isinstance(origin, LinkCore) else None
@@ -616,7 +542,7 @@ class Mesh:
         assert self._presence is not None, "mesh not started"
         return self._presence
 
-    def _arm(self, conn: _Conn) -> None:
+    def _arm(self, conn: MeshLink) -> None:
         deadline = conn.protocol.get_timer()
         if deadline == conn.deadline or self._conns.get(conn.link.remote_id) is not conn:
             return
@@ -629,7 +555,7 @@ class Mesh:
             None if deadline is None else self._loop_call_at(deadline, self._on_timer, conn)
         )
 
-    def _on_timer(self, conn: _Conn) -> None:
+    def _on_timer(self, conn: MeshLink) -> None:
         conn.timer = None
         conn.deadline = None
         if self._conns.get(conn.link.remote_id) is not conn:
