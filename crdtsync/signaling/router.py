@@ -353,7 +353,9 @@ class Router:
                 self._refuse(client, now, "token", reason)
                 return
         room = join.room
-        members = len(self._rooms.get(room, ())) + self._remote.count(room)
+        # Members here only: across servers the claim's script counts (what we heard of
+        # others may be a moment old, and a seat freed there must not be refused here).
+        members = len(self._rooms.get(room, ()))
         from_address = self._room_addresses.get(room, {}).get(client.address, 0)
         rooms = len(client.rooms) + len(client.claiming)
         refusal = client.limits.join(room, rooms, members, from_address)

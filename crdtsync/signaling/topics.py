@@ -270,7 +270,7 @@ class TopicRouter:
                 if not self._refuse(subscriber, now, "token", reason):
                     return
                 continue
-            members = len(self._topics.get(topic, ())) + self._remote.count(topic)
+            members = len(self._topics.get(topic, ()))  # across servers: the claim's count
             from_address = self._topic_addresses.get(topic, {}).get(subscriber.address, 0)
             refusal = subscriber.limits.join(topic, len(subscriber.topics), members, from_address)
             if refusal is not None:

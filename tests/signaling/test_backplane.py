@@ -100,13 +100,14 @@ async def test_a_room_full_on_one_server_is_full_on_all(redis: RedisServer) -> N
     settings = SignalingSettings(max_peers_per_room=2)
     async with servers(redis, 2, settings) as (one, two):
         alice, _, _ = await join(one.url)
-        bob, _, _ = await join(two.url)
+        bob, bob_id, _ = await join(two.url)
         for url in (one.url, two.url):
             carol, _, answer = await join(url)
             assert isinstance(answer, Error), answer
             assert answer.code == "room-full"
             await carol.close()
         await bob.close()  # a seat is free again: on either server
+        await until(alice, PeerLeft("notes", bob_id))  # told after his seat was freed
         dave, _, answer = await join(one.url)
         assert isinstance(answer, Joined), answer
         for ws in (alice, dave):
