@@ -231,9 +231,6 @@ class SignalingServer:
         self.router = Router(self.settings, clustered=redis is not None, turn=turn)
         self.topics = TopicRouter(self.settings, clustered=redis is not None)
         self._cores: tuple[_Core, ...] = (self.router, self.topics)
-        self._redis_url = redis
-        self._backplane_settings = backplane
-        self.backplane: RedisBackplane | None = None
         self._ssl = ssl
         self._server: Server | None = None
         self._outboxes: dict[tuple[_Core, int], _Outbox] = {}
@@ -249,6 +246,8 @@ class SignalingServer:
         self.metrics = ServerMetrics(
             lambda: len(self._open), {"crdtsync": self.router, "y-webrtc": self.topics}
         )
+        # A bad URL, or no redis-py, fails here, before anything listens.
+        self.backplane = None if redis is None else self._backplane(redis, backplane)
 
     @property
     def url(self) -> str:
@@ -315,12 +314,12 @@ class SignalingServer:
             )
         except OSError as exc:
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-        if self._redis_url is not None:
-            await self._start_backplane(self._redis_url)
+        if self.backplane is not None:
+            await self.backplane.start()
         logger.info("= signaling server listening on %s", self.url, extra=log_fields("listening"))
         self.metrics.status = "ok"
 
-    async def _start_backplane(self, url: str) -> None:
+    def _backplane(self, url: str, settings: BackplaneSettings | None) -> RedisBackplane:
         try:
             from crdtsync.signaling.backplane import RedisBackplane
         except ImportError as exc:
@@ -328,18 +327,17 @@ class SignalingServer:
                 f"redis= needs redis-py: pip install 'crdtsync[redis]' ({exc})"
             ) from exc
         try:
-            self.backplane = RedisBackplane(
+            return RedisBackplane(
                 url,
                 native=self.router,
                 topics=self.topics,
                 on_change=self._dispatch,
-                settings=self._backplane_settings,
+                settings=settings,
                 on_error=self.metrics.redis_errors.inc,
                 on_state=self._redis_state_changed,
             )
         except ValueError as exc:  # redis-py's word for a URL it cannot read
             raise ConfigError(f"bad Redis URL: {exc}") from exc
-        await self.backplane.start()
 
     def _redis_state_changed(self, state: BackplaneState) -> None:
         self.metrics.redis_state = state

@@ -13,6 +13,7 @@ from test_server import TIMEOUT, hello, receive, send
 from test_server_ywebrtc import closed_with, get, open_, put, settle
 from websockets.asyncio.client import ClientConnection
 
+from crdtsync.errors import ConfigError
 from crdtsync.protocol.signaling import (
     Error,
     Join,
@@ -227,3 +228,26 @@ async def test_a_peer_that_moved_servers_loses_its_old_connection(redis: RedisSe
         await until(new, Signal("notes", alice_id, b"to the new one"))
         for ws in (alice, new):
             await ws.close()
+
+
+async def test_a_server_started_while_redis_is_down_serves_and_joins_it_later(
+    redis: RedisServer,
+) -> None:
+    await redis.kill()
+    async with SignalingServer(port=0, redis=redis.url, backplane=FAST) as server:
+        assert server.metrics.redis_state == "down"  # it serves anyway, locally
+        alice, alice_id, joined = await join(server.url)
+        assert joined == Joined("notes", frozenset())
+        await redis.restart()
+        assert server.backplane is not None
+        await server.backplane.wait_state("connected", timeout=TIMEOUT)
+        async with servers(redis, 1) as (other,):  # its seat was written once Redis was back
+            bob, _, joined = await join(other.url)
+            assert joined == Joined("notes", frozenset({alice_id}))
+            await bob.close()
+        await alice.close()
+
+
+def test_a_bad_redis_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="Redis URL"):
+        SignalingServer(port=0, redis="http://127.0.0.1:1/0")
