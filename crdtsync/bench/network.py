@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.errors import SyncTimeoutError
@@ -67,21 +66,16 @@ class BlackoutRun:
 
 
 @asynccontextmanager
-async def faulty_room(
-    net: FaultyNetwork, peers: int = PEERS, *, log_dir: Path | None = None
-) -> AsyncIterator[list[PeerProcess]]:
+async def faulty_room(net: FaultyNetwork, peers: int = PEERS) -> AsyncIterator[list[PeerProcess]]:
     """A signaling server and ``peers`` peer processes inside ``net``, fully linked; every
-    process is killed when the block ends (with ``log_dir``: each peer's debug log there)."""
+    process is killed when the block ends."""
     prefix = net.command([])
     server = await SignalProcess.start(prefix=prefix)
     room: list[PeerProcess] = []
     try:
         for index in range(peers):
-            log = None if log_dir is None else log_dir / f"peer{index}.log"
             room.append(
-                await PeerProcess.start(
-                    server.url, room=ROOM, prefix=prefix, name=f"peer{index}", log=log
-                )
+                await PeerProcess.start(server.url, room=ROOM, prefix=prefix, name=f"peer{index}")
             )
         await wait_linked(room, timeout=TIMEOUT)
         yield room

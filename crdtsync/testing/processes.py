@@ -51,12 +51,13 @@ class PeerProcess:
         name: str = "peer",
         serve: bool = False,
         log: Path | None = None,
+        verbose: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> PeerProcess:
-        """Start a peer in ``room`` and wait until it has joined; with ``log``, its debug
-        log is appended to that file."""
-        verbose = () if log is None else ("-v",)
-        args = [*prefix, *CLI, *verbose, "peer", "--signaling", url, "--room", room]
+        """Start a peer in ``room`` and wait until it has joined; with ``log``, its log
+        (warnings, or everything if ``verbose``) is appended to that file."""
+        flags = ("-v",) if verbose else ()
+        args = [*prefix, *CLI, *flags, "peer", "--signaling", url, "--room", room]
         args += ["--host-address", "127.0.0.1"]
         if store is not None:
             args += ["--store", str(store)]
