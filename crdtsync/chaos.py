@@ -229,6 +229,8 @@ async def run_chaos(options: ChaosOptions, say: Callable[[str], None]) -> ChaosR
     steps = plan(options.seed, options.peers, options.seconds)
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="crdtsync-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if any(workdir.glob("peer*.db")):  # a replay starts from empty stores, as the run did
+        raise ConfigError(f"{workdir} holds the stores of an earlier run: give an empty one")
     run = _Run(options, workdir)
     say(
         f"seed {options.seed}: {len(steps)} steps over {options.seconds:g} s, "
