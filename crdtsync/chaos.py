@@ -155,6 +155,12 @@ class _Run:
         self.pending[index].clear()  # unflushed: may be lost, and that is allowed
         self.report.kills += 1
 
+    async def flush_peer(self, index: int) -> None:
+        """Flush a peer: what it was sent so far is in its store, so it must survive."""
+        await self.peers[index].flush()
+        self.flushed |= self.pending[index]
+        self.pending[index].clear()
+
     async def step(self, step: Step) -> None:
         peer = self.peers.get(step.peer)
         if step.action is Action.TYPE and peer is not None:
@@ -165,9 +171,7 @@ class _Run:
                 await peer.send(append=f" {word}")
                 self.report.typed += 1
         elif step.action is Action.FLUSH and peer is not None:
-            await peer.flush()
-            self.flushed |= self.pending[step.peer]
-            self.pending[step.peer].clear()
+            await self.flush_peer(step.peer)
         elif step.action is Action.KILL and peer is not None:
             await self.kill_peer(step.peer)
         elif step.action is Action.START and step.peer not in self.peers:
@@ -185,10 +189,8 @@ class _Run:
         for index in range(self.options.peers):
             if index not in self.peers:
                 await self.start_peer(index)
-        for index, peer in self.peers.items():
-            await peer.flush()
-            self.flushed |= self.pending[index]
-            self.pending[index].clear()
+        for index in self.peers:
+            await self.flush_peer(index)
         self.report.flushed = len(self.flushed)
         try:
             async with asyncio.timeout(SETTLE_TIMEOUT):

@@ -2,12 +2,14 @@
 
 Peer processes and their signaling server run in a network namespace of their own
 (``netfault.FaultyNetwork``: nftables drops UDP at random; signaling is TCP and untouched).
-Loss: 3 peers type ``--edits`` edits each at 0, 10 and 30% random UDP loss; we time from
+Loss: 3 peers type 300 edits each at 0, 10 and 30% random UDP loss; we time from
 the first edit until every replica holds every edit and all are equal, and count the UDP
 bytes put on the wire (dropped ones included) and the data-channel bytes the peers sent.
-Blackout: all UDP dropped for 20 s while every side edits; we time when the links were
-dropped (the dead-peer timeout), how long after the heal every link was back, and when the
-replicas were equal again. Needs root, ``ip`` and ``nft``.
+Blackout: all UDP dropped for 20 s (then 17 s, 14 s, in turn over the runs: where the heal
+falls in a redial under way decides how long the old backoff made the links wait) while
+every side edits; we time when the links were dropped (the dead-peer timeout), how long
+after the heal every link was back, and when the replicas were equal again. Needs root,
+``ip`` and ``nft``.
 
 Direct against relayed (TURN) links is the other half of this benchmark: ``bench/relay.py``.
 """
@@ -27,6 +29,8 @@ from crdtsync.testing.processes import PeerProcess, SignalProcess
 
 __all__ = [
     "BLACKOUT",
+    "BLACKOUTS",
+    "EDITS",
     "LOSSES",
     "BlackoutRun",
     "LossRun",
@@ -36,11 +40,14 @@ __all__ = [
     "run",
     "type_words",
     "wait_converged",
+    "wait_linked",
 ]
 
 LOSSES = (0, 10, 30)  # percent of UDP packets dropped, as the issue asks
 BLACKOUT = 20.0  # seconds without any UDP: 4 dead-peer timeouts
+BLACKOUTS = (BLACKOUT, 17.0, 14.0)  # one per run, in turn: heals at other points of a redial
 PEERS = 3
+EDITS = 300  # per peer, as the issue asks
 ROOM = "network"
 TIMEOUT = 120.0  # seconds to link, or to converge, at 30% loss on a busy machine
 POLL = 0.05  # seconds between reports while waiting on another process
@@ -125,7 +132,7 @@ async def wait_converged(room: list[PeerProcess], words: set[str], *, timeout: f
 
 
 async def loss_run(
-    loss: int, *, peers: int = PEERS, edits: int = 300, timeout: float = TIMEOUT
+    loss: int, *, peers: int = PEERS, edits: int = EDITS, timeout: float = TIMEOUT
 ) -> LossRun:
     """``peers`` peers link, then type ``edits`` words each at ``loss`` % UDP loss."""
     with FaultyNetwork() as net:
@@ -173,17 +180,24 @@ async def _bytes_sent(room: list[PeerProcess]) -> list[int]:
 
 
 async def run(
-    options: BenchOptions, progress: Progress, *, outage: float = BLACKOUT
+    options: BenchOptions, progress: Progress, *, outages: tuple[float, ...] = BLACKOUTS
 ) -> BenchResult:
-    """``options.runs`` rounds of: each loss in ``LOSSES`` with ``options.edits`` edits per
-    peer, then one blackout of ``outage`` seconds. Headlines: medians at 30% loss over 0%,
-    and the median time from heal to links back."""
-    edits = options.edits
+    """``options.runs`` rounds of: each loss in ``LOSSES`` with ``EDITS`` edits per peer
+    (fewer if ``options.edits`` says so), then one blackout, of the next of ``outages``
+    seconds. Headlines: medians at 30% loss over 0%, and the median time from heal to
+    links back."""
+    edits = min(options.edits, EDITS)
     result = BenchResult(
         "network",
-        {"peers": PEERS, "edits_per_peer": edits, "losses": list(LOSSES), "blackout_s": outage},
+        {
+            "peers": PEERS,
+            "edits_per_peer": edits,
+            "losses": list(LOSSES),
+            "blackouts_s": list(outages),
+        },
     )
     for round_ in range(1, options.runs + 1):
+        outage = outages[(round_ - 1) % len(outages)]
         for loss in LOSSES:
             lossy = await loss_run(loss, edits=edits)
             result.add(f"converge loss={loss}%", "s", lossy.seconds)

@@ -16,7 +16,7 @@ async def test_network_measures_each_loss_and_a_blackout() -> None:
     assert load("network") is network.run
     lines: list[str] = []
     # 7 s: past the 5 s dead-peer timeout, so the links do drop
-    result = await network.run(BenchOptions(runs=1, edits=5), lines.append, outage=7.0)
+    result = await network.run(BenchOptions(runs=1, edits=5), lines.append, outages=(7.0,))
     assert result.params["losses"] == [0, 10, 30]
     for loss in (0, 10, 30):
         assert result.series[f"converge loss={loss}%"].unit == "s"
