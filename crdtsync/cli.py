@@ -1,5 +1,6 @@
 """The ``crdtsync`` command: ``demo`` replays a real editing trace over WebRTC, ``signal``
-runs a signaling server, ``peer`` is one collaborator driven by JSON lines.
+runs a signaling server, ``peer`` is one collaborator driven by JSON lines, ``chaos`` kills
+and restarts peers and the server and checks that nothing flushed was lost.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import ssl
 import sys
 from collections.abc import Sequence
@@ -47,6 +49,29 @@ async def _bench(args: argparse.Namespace) -> int:
             if args.plot:
                 plot(result, path.with_suffix(".png"))
                 print(f"drawn in {path.with_suffix('.png')}")
+    return 0
+
+
+async def _chaos(args: argparse.Namespace) -> int:
+    from crdtsync.chaos import ChaosOptions, run_chaos
+
+    seed = random.randrange(1 << 32) if args.seed is None else args.seed
+    options = ChaosOptions(args.peers, args.seconds, seed, args.dir, verbose=args.verbose)
+    report = await run_chaos(options, lambda line: print(f"chaos: {line}", flush=True))
+    print(
+        f"chaos: seed {seed}: {report.steps} steps, {report.kills} kills, "
+        f"{report.server_restarts} server restarts, {report.typed} words typed, "
+        f"{report.flushed} flushed; settled in {report.settle_seconds:.1f} s"
+    )
+    for problem in report.problems:
+        print(f"chaos: FAILED: {problem}")
+    if not report.ok:
+        print(
+            f"chaos: replay with: crdtsync chaos --peers {args.peers} --seconds {args.seconds:g} "
+            f"--seed {seed}"
+        )
+        return 1
+    print(f"chaos: seed {seed}: every flushed edit is on every peer, all replicas equal")
     return 0
 
 
@@ -179,6 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep running when input ends (a service, e.g. the always-on keeper of a room); "
         "stop with SIGTERM or Ctrl-C",
     )
+    chaos = commands.add_parser(
+        "chaos", help="kill and restart peers and the server; check no flushed edit is lost"
+    )
+    chaos.add_argument("--peers", type=int, default=5, help="peer processes, each with a store")
+    chaos.add_argument("--seconds", type=float, default=120.0, help="length of the fault plan")
+    chaos.add_argument("--seed", type=int, help="replays a run's schedule (default: random)")
+    chaos.add_argument("--dir", type=Path, help="keep stores and peer logs here")
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "signal" else logging.WARNING
     as_json = args.command == "signal" and args.log_format == "json"
@@ -202,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "bench":
             return asyncio.run(_bench(args))
+        if args.command == "chaos":
+            return asyncio.run(_chaos(args))
         if args.command == "demo":
             options = DemoOptions(args.trace, args.peers, args.batch, args.timeout)
             return asyncio.run(run_demo(options))

@@ -528,6 +528,7 @@ class Mesh:
         for remote in dials:
             logger.debug("> %s dials %s", self.local_id, remote)
             self._dialing.add(remote)
+            self._policy.dialed(remote, self._now())
             self.connector.dial(remote)
         if retry_at is not None:
             self._maintain_timer = self._loop.call_at(retry_at, self._maintain)

@@ -4,7 +4,11 @@ In a room that fits in ``max_conns`` the smaller id dials (so two peers never di
 other); a larger room is a partial mesh: the ring successor, which keeps the room connected
 whatever else is picked, plus a seeded random subset that stays stable while membership
 lasts. A failed or lost link is redialed after a jittered, doubling delay, longer for a peer
-whose link was closed for bad input. The mesh (``mesh.py``) asks ``due(now, ...)`` and dials.
+whose link was closed for bad input. The delay paces attempts, not the gaps between them: it
+counts from when a failed dial started, so a dial that spent its whole connect timeout on a
+dead network is followed at once by the next, and the link returns as soon as the network
+does, with no more dials than the timeout allows. The mesh (``mesh.py``) asks
+``due(now, ...)``, dials, and says ``dialed``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class DialPolicy:
         self._rng = rng
         self._attempts: dict[str, int] = {}
         self._next_attempt: dict[str, float] = {}
+        self._dialed_at: dict[str, float] = {}  # when the dial under way started
         self._priorities: dict[str, float] = {}
         self._violations: dict[str, int] = {}  # links we closed for a peer's bad input
 
@@ -81,20 +86,28 @@ class DialPolicy:
             self._attempts.pop(remote, None)
             del self._next_attempt[remote]
 
+    def dialed(self, remote: str, now: float) -> None:
+        """A dial to ``remote`` started at ``now`` (its backoff, if it fails, counts from
+        here)."""
+        self._dialed_at[remote] = now
+
     def linked(self, remote: str) -> None:
         """A link to ``remote`` opened: its backoff starts over."""
         self._attempts.pop(remote, None)
         self._next_attempt.pop(remote, None)
+        self._dialed_at.pop(remote, None)
 
     def violated(self, remote: str) -> None:
         """We closed ``remote``'s link for bad input: it waits longer from now on."""
         self._violations[remote] = self._violations.get(remote, 0) + 1
 
     def failed(self, remote: str, now: float) -> None:
-        """A dial failed or a link was lost at ``now``: back off before the next try."""
+        """A dial failed or a link was lost at ``now``: back off before the next try, counted
+        from the start of the dial that failed (from ``now`` for a lost link)."""
         attempts = self._attempts.get(remote, 0) + 1
         self._attempts[remote] = attempts
         # A peer that sent bad input waits longer, and never earns a quick redial back.
         exponent = attempts - 1 + VIOLATION_PENALTY * self._violations.get(remote, 0)
         delay = min(self.reconnect_cap, self.reconnect_base * 2.0**exponent)
-        self._next_attempt[remote] = now + delay * (0.5 + self._rng.random() / 2)
+        started = min(now, self._dialed_at.pop(remote, now))
+        self._next_attempt[remote] = started + delay * (0.5 + self._rng.random() / 2)

@@ -67,3 +67,31 @@ def test_an_offender_waits_longer_and_a_peer_that_left_starts_over() -> None:
     assert offender_at == honest_at * 2**VIOLATION_PENALTY  # same seed, same jitter
     offender.members_changed(set())
     assert offender.due(0.0, {"b"}, busy=set()) == (["b"], None)
+
+
+def test_backoff_counts_from_the_start_of_the_dial_that_failed() -> None:
+    """A dial that spent 15 s on a dead network is followed at once: the link returns as soon
+    as the network does, and dials still come no faster than the backoff allows."""
+    p = policy("a")
+    for attempt in range(10):  # a long outage: the backoff has grown to its 5 s cap
+        p.failed("b", 100.0 * attempt)
+    p.dialed("b", 1000.0)
+    p.failed("b", 1015.0)  # the connect timeout ran out
+    assert p.due(1015.0, {"b"}, busy=set()) == (["b"], None)
+    p.dialed("b", 2000.0)
+    p.failed("b", 2000.5)  # failed fast (refused): it still waits 2.5 to 5 s from its start
+    dials, retry_at = p.due(2000.5, {"b"}, busy=set())
+    assert dials == []
+    assert retry_at is not None
+    assert 2002.5 <= retry_at <= 2005.0
+
+
+def test_a_lost_link_backs_off_from_when_it_was_lost() -> None:
+    p = policy("a")
+    p.dialed("b", 0.0)
+    p.linked("b")  # the dial opened a link: its start no longer counts
+    p.failed("b", 50.0)  # that link was lost
+    dials, retry_at = p.due(50.0, {"b"}, busy=set())
+    assert dials == []
+    assert retry_at is not None
+    assert 50.05 <= retry_at <= 50.1
