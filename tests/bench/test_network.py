@@ -3,7 +3,7 @@ and nft (skips without, fails under ``CI=true``)."""
 
 from __future__ import annotations
 
-from tools_needed import require
+from needs import require_found
 
 from crdtsync import netfault
 from crdtsync.bench import network
@@ -12,7 +12,7 @@ from crdtsync.bench.suite import load
 
 
 async def test_network_measures_each_loss_and_a_blackout() -> None:
-    require(netfault.check)
+    require_found(netfault.check)
     assert load("network") is network.run
     lines: list[str] = []
     # 7 s: past the 5 s dead-peer timeout, so the links do drop

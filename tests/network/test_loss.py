@@ -6,7 +6,7 @@ without them these skip, and fail under ``CI=true``. Timings are printed, never 
 from __future__ import annotations
 
 import pytest
-from bench.tools_needed import require
+from needs import require_found
 
 from crdtsync import netfault
 from crdtsync.bench.network import blackout_run, faulty_room, type_words, wait_converged
@@ -18,7 +18,7 @@ TIMEOUT = 120.0  # seconds to converge at 30% loss on a busy machine
 
 @pytest.mark.parametrize("loss", [10, 30])
 async def test_three_peers_typing_converge_under_random_udp_loss(loss: int) -> None:
-    require(netfault.check)
+    require_found(netfault.check)
     with netfault.FaultyNetwork() as net:
         async with faulty_room(net, PEERS) as room:
             net.loss(loss)
@@ -31,7 +31,7 @@ async def test_three_peers_typing_converge_under_random_udp_loss(loss: int) -> N
 async def test_links_come_back_after_a_20_s_udp_blackout_and_edits_meanwhile_merge() -> None:
     """The links drop after the dead-peer timeout, every side edits, the network heals: all
     links return and the replicas are equal (``blackout_run`` waits on each, or raises)."""
-    require(netfault.check)
+    require_found(netfault.check)
     result = await blackout_run(20.0, peers=PEERS, timeout=TIMEOUT)
     print(
         f"dropped {result.dropped_after:.2f} s into the blackout; after the heal, links back "

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from bench.tools_needed import require
+from needs import require_found
 
 from crdtsync import netfault
 from crdtsync.errors import ConfigError
@@ -44,7 +44,7 @@ def arrived(net: netfault.FaultyNetwork) -> int:
 
 
 def test_blackout_drops_every_udp_packet_and_heal_none() -> None:
-    require(netfault.check)
+    require_found(netfault.check)
     with netfault.FaultyNetwork() as net:
         assert arrived(net) == DATAGRAMS
         net.blackout()
@@ -56,7 +56,7 @@ def test_blackout_drops_every_udp_packet_and_heal_none() -> None:
 
 
 def test_random_loss_drops_some_and_the_namespace_goes_away() -> None:
-    require(netfault.check)
+    require_found(netfault.check)
     with netfault.FaultyNetwork() as net:
         net.loss(50)
         assert 0 < arrived(net) < DATAGRAMS  # 200 draws at 50%: all or none is 2**-200
@@ -66,6 +66,6 @@ def test_random_loss_drops_some_and_the_namespace_goes_away() -> None:
 
 
 def test_a_loss_beyond_100_percent_is_refused() -> None:
-    require(netfault.check)
+    require_found(netfault.check)
     with netfault.FaultyNetwork() as net, pytest.raises(ConfigError, match="0 to 100"):
         net.loss(101)
