@@ -131,7 +131,10 @@ class WebRTCLink(Link):
         if not self.closed:
             self.closed = True
             await self._drained()
-            await self.connection.close()
+        # Also when the remote closed first: aiortc then closes the connection in a task of
+        # its own, which nobody awaits (deleting a TURN allocation makes it last a round
+        # trip); its close() is idempotent and waits for that one.
+        await self.connection.close()
 
     async def _drained(self) -> None:
         """Wait (briefly) until aiortc has handed everything queued to SCTP. Closing first
