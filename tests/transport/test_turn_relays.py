@@ -238,3 +238,29 @@ def test_offered_turn_is_used_unless_we_have_our_own() -> None:
     own = IceServer("turn:mine.invalid", "u", "p")
     assert with_offered_turn((own,), offered) == ((own,), offered.urls)
     assert with_offered_turn((stun,), None) == ((stun,), ())
+
+
+async def test_ywebrtc_dialect_peers_link_relay_only_too(
+    coturn_installed: None, tmp_path: Path
+) -> None:
+    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc(), pycrdt.Doc()]
+    async with (
+        Coturn.start(users={"alice": "wonderland"}, log_dir=tmp_path) as turn,
+        SignalingServer(port=0) as server,
+        AsyncExitStack() as stack,
+    ):
+        peers = [
+            await stack.enter_async_context(
+                Peer(
+                    doc,
+                    room="relayed-yjs",
+                    signaling=server.url,
+                    dialect="y-webrtc",
+                    ice_servers=[IceServer(turn.url, "alice", "wonderland")],
+                    ice_transport_policy="relay",
+                    host_addresses=LOOPBACK,
+                )
+            )
+            for doc in docs
+        ]
+        await converge_and_check_relayed(docs, peers)
