@@ -21,7 +21,7 @@ from crdtsync.protocol.signaling import (
 )
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.server import SignalingServer
-from crdtsync.signaling.turn import TurnSettings, turn_password
+from crdtsync.signaling.turn import TurnSettings, expires_at, turn_password
 
 TIMEOUT = 10.0
 URL = "turn:127.0.0.1:3478?transport=udp"
@@ -52,6 +52,14 @@ def test_settings_refuse_what_cannot_work(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         TurnSettings(urls, secret, ttl)
+
+
+@pytest.mark.parametrize(
+    ("username", "expiry"),
+    [("1700000600:peer-1", 1700000600.0), ("alice", None), (":p", None), ("x1:p", None)],
+)
+def test_the_expiry_is_read_from_the_username(username: str, expiry: float | None) -> None:
+    assert expires_at(username) == expiry
 
 
 def test_a_single_url_string_is_one_url() -> None:

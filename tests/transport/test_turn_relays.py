@@ -264,3 +264,19 @@ async def test_ywebrtc_dialect_peers_link_relay_only_too(
             for doc in docs
         ]
         await converge_and_check_relayed(docs, peers)
+
+
+async def test_expired_credentials_from_the_server_are_not_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="crdtsync.transport.webrtc")
+    # A ttl this short has expired by the time anyone dials (expiry is in whole seconds).
+    settings = TurnSettings(["turn:127.0.0.1:9?transport=udp"], SECRET, ttl=0.001)
+    async with (
+        SignalingServer(port=0, turn=settings) as server,
+        relayed_pair(server.url) as (_, peers),
+    ):
+        with pytest.raises(SyncTimeoutError):
+            await peers[0].wait_for_peers(1, timeout=1.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("TURN credentials the signaling server gave at login expired" in x for x in lines)
