@@ -10,6 +10,7 @@ import time
 
 import msgpack
 import pytest
+from test_router import Harness
 
 from crdtsync.cli import main
 from crdtsync.errors import ConfigError, ProtocolError
@@ -86,6 +87,18 @@ def test_malformed_credentials_are_a_protocol_error(turn: object) -> None:
     data = msgpack.packb({"t": "welcome", "v": 2, "id": "p", "turn": turn})
     with pytest.raises(ProtocolError, match="turn"):
         decode_signaling(data, max_size=65536)
+
+
+def test_the_router_issues_them_with_the_welcome_by_its_wall_clock() -> None:
+    h = Harness(wall=1_700_000_000.0)
+    h.router.turn = TurnSettings([URL], "s3cret", ttl=600)
+    conn = h.connect()
+    peer_id = h.ids[conn]
+    (welcome,) = h.inbox()[conn]
+    username = f"1700000600:{peer_id}"
+    assert welcome == Welcome(
+        peer_id, turn=TurnCredentials((URL,), username, turn_password("s3cret", username))
+    )
 
 
 class _Quiet:
