@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from crdtsync.errors import ConfigError
 from crdtsync.protocol.signaling import MAX_TURN_URLS, TurnCredentials
 
-__all__ = ["DEFAULT_TURN_TTL", "TurnSettings", "turn_password"]
+__all__ = ["DEFAULT_TURN_TTL", "TurnSettings", "expires_at", "turn_password"]
 
 # The REST API draft's example (section 2.2) and coturn's documentation: a day. Credentials
 # are checked when an allocation is made and refreshed, so a link that outlives them loses
@@ -31,6 +31,13 @@ def turn_password(secret: str, username: str) -> str:
     """coturn's ``use-auth-secret`` password for ``username``: base64(HMAC-SHA1)."""
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
+
+
+def expires_at(username: str) -> float | None:
+    """When credentials with this username expire (Unix seconds); None if it is not one of
+    this scheme's (``"<expiry>:<peer id>"``)."""
+    expiry, colon, _ = username.partition(":")
+    return float(expiry) if colon and expiry.isdigit() and len(expiry) <= 16 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from crdtsync.protocol.answer_budget import (
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.identity import Identity
 from crdtsync.signaling.room_key import RoomKey
+from crdtsync.signaling.turn import expires_at
 from crdtsync.transport.base import Connector, Link, LinkListener
 from crdtsync.transport.ice_config import (
     IceServer,
@@ -131,7 +132,10 @@ class WebRTCLink(Link):
         if not self.closed:
             self.closed = True
             await self._drained()
-            await self.connection.close()
+        # Also when the remote closed first: aiortc then closes the connection in a task of
+        # its own, which nobody awaits (deleting a TURN allocation makes it last a round
+        # trip); its close() is idempotent and waits for that one.
+        await self.connection.close()
 
     async def _drained(self) -> None:
         """Wait (briefly) until aiortc has handed everything queued to SCTP. Closing first
@@ -201,7 +205,15 @@ class WebRTCConnector(Connector):
     def _configuration(self) -> RTCConfiguration:
         """A new connection's ICE configuration: our servers, plus the TURN server the
         signaling server offered at our last login unless we have our own."""
-        servers, ignored = with_offered_turn(self._ice_servers, self.signaling.turn_credentials)
+        offered = self.signaling.turn_credentials
+        expiry = None if offered is None else expires_at(offered.username)
+        if expiry is not None and expiry <= time.time():
+            self._warn_once(
+                f"the TURN credentials the signaling server gave at login expired at {expiry:.0f} "
+                "(Unix time): not using them until the next login"
+            )
+            offered = None
+        servers, ignored = with_offered_turn(self._ice_servers, offered)
         if ignored:
             using = next((server.url for server in servers if server.is_turn), None)
             self._warn_once(

@@ -10,6 +10,7 @@ import time
 
 import msgpack
 import pytest
+from test_router import Harness
 
 from crdtsync.cli import main
 from crdtsync.errors import ConfigError, ProtocolError
@@ -21,7 +22,7 @@ from crdtsync.protocol.signaling import (
 )
 from crdtsync.signaling.client import SignalingClient
 from crdtsync.signaling.server import SignalingServer
-from crdtsync.signaling.turn import TurnSettings, turn_password
+from crdtsync.signaling.turn import TurnSettings, expires_at, turn_password
 
 TIMEOUT = 10.0
 URL = "turn:127.0.0.1:3478?transport=udp"
@@ -54,6 +55,14 @@ def test_settings_refuse_what_cannot_work(
         TurnSettings(urls, secret, ttl)
 
 
+@pytest.mark.parametrize(
+    ("username", "expiry"),
+    [("1700000600:peer-1", 1700000600.0), ("alice", None), (":p", None), ("x1:p", None)],
+)
+def test_the_expiry_is_read_from_the_username(username: str, expiry: float | None) -> None:
+    assert expires_at(username) == expiry
+
+
 def test_a_single_url_string_is_one_url() -> None:
     assert TurnSettings(URL, "s").urls == (URL,)
 
@@ -78,6 +87,18 @@ def test_malformed_credentials_are_a_protocol_error(turn: object) -> None:
     data = msgpack.packb({"t": "welcome", "v": 2, "id": "p", "turn": turn})
     with pytest.raises(ProtocolError, match="turn"):
         decode_signaling(data, max_size=65536)
+
+
+def test_the_router_issues_them_with_the_welcome_by_its_wall_clock() -> None:
+    h = Harness(wall=1_700_000_000.0)
+    h.router.turn = TurnSettings([URL], "s3cret", ttl=600)
+    conn = h.connect()
+    peer_id = h.ids[conn]
+    (welcome,) = h.inbox()[conn]
+    username = f"1700000600:{peer_id}"
+    assert welcome == Welcome(
+        peer_id, turn=TurnCredentials((URL,), username, turn_password("s3cret", username))
+    )
 
 
 class _Quiet:

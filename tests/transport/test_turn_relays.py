@@ -238,3 +238,45 @@ def test_offered_turn_is_used_unless_we_have_our_own() -> None:
     own = IceServer("turn:mine.invalid", "u", "p")
     assert with_offered_turn((own,), offered) == ((own,), offered.urls)
     assert with_offered_turn((stun,), None) == ((stun,), ())
+
+
+async def test_ywebrtc_dialect_peers_link_relay_only_too(
+    coturn_installed: None, tmp_path: Path
+) -> None:
+    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc(), pycrdt.Doc()]
+    async with (
+        Coturn.start(users={"alice": "wonderland"}, log_dir=tmp_path) as turn,
+        SignalingServer(port=0) as server,
+        AsyncExitStack() as stack,
+    ):
+        peers = [
+            await stack.enter_async_context(
+                Peer(
+                    doc,
+                    room="relayed-yjs",
+                    signaling=server.url,
+                    dialect="y-webrtc",
+                    ice_servers=[IceServer(turn.url, "alice", "wonderland")],
+                    ice_transport_policy="relay",
+                    host_addresses=LOOPBACK,
+                )
+            )
+            for doc in docs
+        ]
+        await converge_and_check_relayed(docs, peers)
+
+
+async def test_expired_credentials_from_the_server_are_not_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="crdtsync.transport.webrtc")
+    # A ttl this short has expired by the time anyone dials (expiry is in whole seconds).
+    settings = TurnSettings(["turn:127.0.0.1:9?transport=udp"], SECRET, ttl=0.001)
+    async with (
+        SignalingServer(port=0, turn=settings) as server,
+        relayed_pair(server.url) as (_, peers),
+    ):
+        with pytest.raises(SyncTimeoutError):
+            await peers[0].wait_for_peers(1, timeout=1.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("TURN credentials the signaling server gave at login expired" in x for x in lines)
