@@ -11,7 +11,8 @@ every side edits; we time when the links were dropped (the dead-peer timeout), h
 after the heal every link was back, and when the replicas were equal again. Needs root,
 ``ip`` and ``nft``.
 
-Direct against relayed (TURN) links is the other half of this benchmark: ``bench/relay.py``.
+Then, in the same run, direct against relayed (TURN) links: ``bench/relay.py`` (left out,
+with the reason, without coturn's ``turnserver``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from crdtsync.bench import relay
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
-from crdtsync.errors import SyncTimeoutError
+from crdtsync.errors import ConfigError, SyncTimeoutError
 from crdtsync.netfault import FaultyNetwork
+from crdtsync.testing.coturn import turnserver_binary
 from crdtsync.testing.processes import PeerProcess, SignalProcess
 
 __all__ = [
@@ -184,8 +187,8 @@ async def run(
 ) -> BenchResult:
     """``options.runs`` rounds of: each loss in ``LOSSES`` with ``EDITS`` edits per peer
     (fewer if ``options.edits`` says so), then one blackout, of the next of ``outages``
-    seconds. Headlines: medians at 30% loss over 0%, and the median time from heal to
-    links back."""
+    seconds; then the direct and relayed rooms of ``relay.measure``. Headlines: medians at
+    30% loss over 0%, the median time from heal to links back, and relayed over direct."""
     edits = min(options.edits, EDITS)
     result = BenchResult(
         "network",
@@ -224,4 +227,10 @@ async def run(
     result.headline["converge_ratio_30_to_0"] = ratio("converge")
     result.headline["wire_ratio_30_to_0"] = ratio("wire")
     result.headline["relink_after_heal_s"] = result.median("blackout: links back after heal")
+    try:
+        turnserver_binary()
+    except ConfigError as exc:
+        progress(f"direct against relayed left out: {exc}")
+    else:
+        await relay.measure(result, options, progress)
     return result

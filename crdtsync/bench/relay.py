@@ -32,7 +32,7 @@ from crdtsync.signaling.server import SignalingServer
 from crdtsync.signaling.turn import TurnSettings
 from crdtsync.testing.coturn import Coturn
 
-__all__ = ["PATHS", "measure", "run"]
+__all__ = ["PATHS", "measure"]
 
 PATHS = ("direct", "relayed")
 SEED = 20240601  # the draw of who edits, as latency.py's
@@ -121,10 +121,3 @@ async def measure(result: BenchResult, options: BenchOptions, progress: Progress
             relayed = result.median(f"relayed {figure} N={nodes}")
             direct = result.median(f"direct {figure} N={nodes}")
             result.headline[f"relayed_over_direct_{figure}_n{nodes}"] = relayed / direct
-
-
-async def run(options: BenchOptions, progress: Progress) -> BenchResult:
-    """This half alone, as a benchmark of its own (needs coturn's ``turnserver``)."""
-    result = BenchResult("relay", {})
-    await measure(result, options, progress)
-    return result

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from needs import require_found
 
-from crdtsync.bench.relay import PATHS, run
-from crdtsync.bench.report import BenchOptions
+from crdtsync.bench.relay import PATHS, measure
+from crdtsync.bench.report import BenchOptions, BenchResult
 from crdtsync.testing.coturn import turnserver_binary
 
 
 async def test_direct_and_relayed_side_by_side() -> None:
     require_found(turnserver_binary)
     lines: list[str] = []
-    result = await run(BenchOptions(runs=1, peers=(2,), edits=50), lines.append)
+    result = BenchResult("network", {})
+    await measure(result, BenchOptions(runs=1, peers=(2,), edits=50), lines.append)
     assert set(result.series) == {
         f"{path} {figure} N=2" for path in PATHS for figure in ("p50", "p99", "convergence")
     }

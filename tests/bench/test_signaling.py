@@ -47,7 +47,7 @@ async def test_signaling_measures_both_servers_and_the_hostile_mix() -> None:
         BenchOptions(runs=1, peers=(40,)),
         lines.append,
         rate=20.0,  # enough relays for the server's CPU time to count (10 ms ticks)
-        seconds=0.5,
+        seconds=1.0,  # a window long enough to hold relays on a busy machine
         idle=20,
         non_reading=4,
         hostile_seconds=1.5,
