@@ -1,0 +1,20 @@
+"""Helpers of the editor tests: wait on the app without fixed sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+TIMEOUT = 10.0
+
+
+async def until(pilot: object, predicate: Callable[[], bool], what: str) -> None:
+    """Let the app run until ``predicate()`` holds; fail naming ``what`` after TIMEOUT."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not predicate():
+                await pilot.pause()  # type: ignore[attr-defined]
+    except TimeoutError:
+        pytest.fail(f"{what} not reached within {TIMEOUT} s")
