@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import zlib
 from typing import Any
 
@@ -279,7 +280,13 @@ def main() -> None:
     parser.add_argument("--store", help="a file that keeps the text across restarts")
     parser.add_argument("--dialect", choices=DIALECTS, default="crdtsync")
     parser.add_argument("--host-address", action="append", help="ICE host address (repeat)")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--log", help="write crdtsync's log to this file (the screen is taken)")
+    args = parser.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO)
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())  # no warning over the screen
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

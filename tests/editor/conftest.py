@@ -6,17 +6,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import ModuleType
 
 import pycrdt
 import pytest
-from editor_harness import TIMEOUT
+from editor_harness import EDITOR, TIMEOUT
 
 from crdtsync import Peer
 from crdtsync.testing import SimNetwork
-
-EDITOR = Path(__file__).parent.parent.parent / "examples" / "editor.py"
 
 
 @pytest.fixture(scope="session")

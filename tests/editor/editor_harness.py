@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 TIMEOUT = 10.0
+EDITOR = Path(__file__).parent.parent.parent / "examples" / "editor.py"
+INTEROP = Path(__file__).parent.parent / "interop"
+if str(INTEROP) not in sys.path:  # the interop tests' helpers: require(), Chromium, bundles
+    sys.path.append(str(INTEROP))
 
 
 async def until(pilot: object, predicate: Callable[[], bool], what: str) -> None:
