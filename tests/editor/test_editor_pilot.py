@@ -3,6 +3,7 @@ peer that edits the same text from code."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -12,6 +13,7 @@ from textual.color import Color
 
 from crdtsync import Peer
 from crdtsync.cursors import TextCursors
+from crdtsync.testing import SimNetwork
 
 SIZE = (80, 12)
 
@@ -127,3 +129,26 @@ def cells(app: Any, y: int, column: int) -> tuple[str, str | None]:
             return segment.text[x - position], triplet.hex if triplet is not None else None
         position += len(segment.text)
     raise AssertionError(f"no cell {x} on line {y}")
+
+
+async def test_with_a_store_edits_made_alone_are_kept_and_merge(
+    editor: ModuleType, tmp_path: Path
+) -> None:
+    network = SimNetwork(seed=12, latency=0.002)
+    store = tmp_path / "alice.db"
+    alice = Peer(pycrdt.Doc(), room="alone", network=network, store=store)
+    async with alice:
+        app = editor.EditorApp(alice, "alice")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*"written alone")
+            assert app.status() == "connecting | alice (you) | 0 peers"
+    async with Peer(pycrdt.Doc(), room="alone", network=network) as bob:
+        insert(bob, 0, "bob meanwhile. ")
+        alice = Peer(pycrdt.Doc(), room="alone", network=network, store=store)
+        async with alice:
+            app = editor.EditorApp(alice, "alice")
+            assert app.editor.text == "written alone"  # from the store, before any link
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: text_of(bob) == app.editor.text, "the merge")
+                assert "bob meanwhile. " in app.editor.text
+                assert "written alone" in app.editor.text
