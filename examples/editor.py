@@ -88,6 +88,9 @@ class SharedTextArea(TextArea):
                 del self.ytext[start:end]
             if edit.text:
                 self.ytext.insert(start, edit.text)
+        # The caret moved with the edit: tell the room in the same tick, so the edit and the
+        # cursor leave together, not the cursor one batching window later.
+        self.publish_cursor()
         return result
 
     def action_undo(self) -> None:

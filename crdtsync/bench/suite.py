@@ -25,6 +25,7 @@ BENCHMARKS = {
     "scale": "scale",
     "interop": "interop",  # Node peers: needs npm ci and a loopback-only network namespace
     "signaling": "signaling",  # y-webrtc's server.js beside ours: needs npm ci
+    "editor": "editor",  # examples/editor.py under Pilot: needs Textual and a source tree
 }
 
 

@@ -3,28 +3,21 @@ network (real time: Textual runs its own timers)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from types import ModuleType
 
 import pycrdt
 import pytest
-from editor_harness import EDITOR, TIMEOUT
+from editor_harness import TIMEOUT
 
 from crdtsync import Peer
+from crdtsync.bench.editor import load_editor
 from crdtsync.testing import SimNetwork
 
 
 @pytest.fixture(scope="session")
 def editor() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crdtsync_editor_example", EDITOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and Textual look modules up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_editor()
 
 
 @pytest.fixture
