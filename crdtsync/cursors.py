@@ -91,8 +91,8 @@ class TextCursors:
             cursors.append(
                 RemoteCursor(
                     client_id,
-                    str(user.get("name", client_id))[:64],
-                    str(user.get("color", "")),
+                    _printable(str(user.get("name", client_id)))[:64],
+                    _printable(str(user.get("color", "")))[:32],
                     anchor,
                     head,
                 )
@@ -121,6 +121,12 @@ class TextCursors:
         else:
             return None
         return pycrdt.StickyIndex.from_json(checked, self.text).get_index()
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters: a name from anyone goes on screens and into
+    terminals, where an escape sequence would do what its sender wants."""
+    return "".join(char for char in text if char.isprintable())
 
 
 def _id(value: object) -> tuple[int | None, int | None]:

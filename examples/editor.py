@@ -241,6 +241,9 @@ class EditorApp(App[None]):
         self.update_status()
         self.run_worker(self._react(), exclusive=True)
 
+    async def on_unmount(self) -> None:
+        await self._events.aclose()  # the peer may outlive its editor
+
     async def _react(self) -> None:
         """Redraw on what the peer reports; no polling."""
         async for event in self._events:

@@ -99,3 +99,7 @@ def test_users_without_a_cursor_and_odd_names_are_listed_safely() -> None:
     alice.set_user("alice", "#30bced")  # ours is never listed
     [cursor] = alice.remote_cursors()
     assert (len(cursor.name), cursor.color, cursor.anchor, cursor.head) == (64, "7", None, None)
+    bob.awareness.set_local_state({"user": {"name": "\x1b[2Jmallory\n", "color": "\x07red"}})
+    sync(bob, alice)
+    [cursor] = alice.remote_cursors()
+    assert (cursor.name, cursor.color) == ("[2Jmallory", "red")  # no escape reaches a terminal
