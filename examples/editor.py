@@ -152,7 +152,7 @@ class SharedTextArea(TextArea):
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
         row = y + self.scroll_offset.y
-        if row >= self.document.line_count:
+        if not self.remote or row >= self.document.line_count:
             return strip
         line = self.document.get_line(row)
         line_start = self.document.get_index_from_location((row, 0))
