@@ -146,8 +146,10 @@ class SharedTextArea(TextArea):
     # -- remote cursors --------------------------------------------------------------------
 
     def refresh_remote(self) -> None:
-        self.remote = self.cursors.remote_cursors()
-        self.refresh()
+        remote = self.cursors.remote_cursors()
+        if remote != self.remote:  # a redraw costs milliseconds: only when something moved
+            self.remote = remote
+            self.refresh()
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
@@ -230,6 +232,7 @@ class EditorApp(App[None]):
         self.cursors.set_user(name, color_for(name))
         self.editor = SharedTextArea(self.cursors, capture_timeout_millis=capture_timeout_millis)
         self._events = peer.events()
+        self._status = ""
 
     def compose(self) -> ComposeResult:
         yield self.editor
@@ -259,7 +262,10 @@ class EditorApp(App[None]):
         return f"{self.peer.connection.value} | {who} | {count} peer{'s' * (count != 1)}"
 
     def update_status(self) -> None:
-        self.query_one("#status", Static).update(self.status())
+        status = self.status()
+        if status != self._status:  # an update lays the screen out again: only on a change
+            self._status = status
+            self.query_one("#status", Static).update(status)
 
 
 async def run(args: argparse.Namespace) -> None:
