@@ -232,7 +232,6 @@ class EditorApp(App[None]):
         self.cursors.set_user(name, color_for(name))
         self.editor = SharedTextArea(self.cursors, capture_timeout_millis=capture_timeout_millis)
         self._events = peer.events()
-        self._status = ""
 
     def compose(self) -> ComposeResult:
         yield self.editor
@@ -241,7 +240,7 @@ class EditorApp(App[None]):
     def on_mount(self) -> None:
         self.editor.focus()
         self.editor.publish_cursor()
-        self.update_status()
+        self.call_after_refresh(self.update_status)  # once the screen is up (else unseen)
         self.run_worker(self._react(), exclusive=True)
 
     async def on_unmount(self) -> None:
@@ -262,10 +261,7 @@ class EditorApp(App[None]):
         return f"{self.peer.connection.value} | {who} | {count} peer{'s' * (count != 1)}"
 
     def update_status(self) -> None:
-        status = self.status()
-        if status != self._status:  # an update lays the screen out again: only on a change
-            self._status = status
-            self.query_one("#status", Static).update(status)
+        self.query_one("#status", Static).update(self.status())
 
 
 async def run(args: argparse.Namespace) -> None:
