@@ -47,6 +47,21 @@ async def test_typing_deleting_and_selecting_become_minimal_yjs_edits(
     ]
 
 
+async def test_lines_break_and_join_on_both_sides(
+    editor: ModuleType, room: tuple[Peer, Peer]
+) -> None:
+    alice, bob = room
+    app = editor.EditorApp(alice, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a", "enter", "b", "enter", "c")
+        await until(pilot, lambda: text_of(bob) == "a\nb\nc", "three lines at bob")
+        del bob.doc.get("text", type=pycrdt.Text)[1:4]  # "\nb\n": the lines join
+        await until(pilot, lambda: app.editor.text == "ac", "bob's join")
+        assert app.editor.cursor_location == (0, 2)  # still after "c"
+        await pilot.press("home", "enter")
+        await until(pilot, lambda: text_of(bob) == "\nac", "alice's line break")
+
+
 async def test_undo_and_redo_take_back_only_own_edits(
     editor: ModuleType, room: tuple[Peer, Peer]
 ) -> None:
