@@ -216,6 +216,10 @@ class BackgroundPeer:
                 await peer.aclose()  # ends the event stream, so _forward returns
         finally:
             self._doc.unobserve(subscription)
+        # asyncio.run would cancel what is left without a word: say so instead.
+        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if leftovers:
+            logger.warning("! tasks still running when the peer closed: %s", leftovers)
 
     async def _forward(self, events: EventStream) -> None:
         async for event in events:
