@@ -109,6 +109,8 @@ class Mesh:
         self._batch = BatchWindow(self.settings.batch_window)
         self._background: set[asyncio.Task[None]] = set()
         self._waiters: list[asyncio.Future[None]] = []
+        # Told after links, sync or congestion may have changed (Peer's host events).
+        self.on_change: Callable[[], None] | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         # Transport messages' bytes, every link counted, for progress displays and benchmarks.
@@ -587,6 +589,8 @@ class Mesh:
         task.add_done_callback(self._background.discard)
 
     def _notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

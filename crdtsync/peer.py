@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 import pycrdt
 
 from crdtsync.errors import ConfigError, LocalProtocolError
+from crdtsync.host_events import DEFAULT_MAX_QUEUED, ConnectionState, EventStream, HostEvents
 from crdtsync.mesh import (
     DEFAULT_MAX_CONNS,
     DEFAULT_PRESENCE_TIMEOUT,
@@ -147,6 +148,11 @@ class Peer:
             rng=rng,
             link_core=_ywebrtc_link_core if dialect == "y-webrtc" else native_link_core,
         )
+        self._events = HostEvents(
+            self.awareness, self._mesh, signaling_connected=None if network is not None else False
+        )
+        if isinstance(self._connector, WebRTCConnector | YWebrtcConnector):
+            self._connector.signaling.on_connection_changed = self._events.signaling_changed
         self._started = False
 
     def __repr__(self) -> str:
@@ -196,6 +202,19 @@ class Peer:
         (``stats.path.relayed``: through a TURN server), heartbeat round trip, traffic."""
         return self._mesh.link_stats()
 
+    @property
+    def connection(self) -> ConnectionState:
+        """For a status line: LINKED (a peer linked), CONNECTING (in the room, nobody linked
+        yet), OFFLINE (nobody linked, no signaling server reachable)."""
+        return self._events.connection
+
+    def events(self, max_queued: int = DEFAULT_MAX_QUEUED) -> EventStream:
+        """What a host reacts to, as ``async for event in peer.events()``: PeerLinked,
+        PeerUnlinked, Synced, SignalingConnected, SignalingLost, CongestionChanged,
+        PresenceChanged (``crdtsync.host_events``). Events queue from this call on (at most
+        ``max_queued``, then the oldest go); the stream ends when the peer closes."""
+        return self._events.stream(max_queued)
+
     async def start(self) -> None:
         """Join the room; links form in the background."""
         if self._started:
@@ -212,6 +231,7 @@ class Peer:
     async def aclose(self) -> None:
         """Send pending updates, say goodbye, leave the room; idempotent. The doc stays usable."""
         await self._mesh.aclose()
+        self._events.close()
         self._replica.close()
         if self._store is not None:
             self._store.close()

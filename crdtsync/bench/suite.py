@@ -25,9 +25,10 @@ BENCHMARKS = {
     "scale": "scale",
     "interop": "interop",  # Node peers: needs npm ci and a loopback-only network namespace
     "signaling": "signaling",  # y-webrtc's server.js beside ours: needs npm ci
-    # Lossy networks and blackouts, in a namespace of their own: needs root and nft. Its
-    # other half, direct against relayed (TURN) links, is "relay" (bench/relay.py).
+    # Lossy networks and blackouts, in a namespace of their own (needs root and nft), then
+    # direct against relayed (TURN) links (needs coturn).
     "network": "network",
+    "editor": "editor",  # examples/editor.py under Pilot: needs Textual and a source tree
 }
 
 

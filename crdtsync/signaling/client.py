@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
@@ -95,6 +95,9 @@ class SignalingClient:
         self._connection_changed = asyncio.Event()
         # What the server handed us at the last login (fresh each login; None: no TURN).
         self.turn_credentials: TurnCredentials | None = None
+
+        # Told True or False when the server becomes reachable or is lost (host events).
+        self.on_connection_changed: Callable[[bool], None] | None = None
 
     @property
     def peer_id(self) -> str:
@@ -249,8 +252,11 @@ class SignalingClient:
                 )
 
     def _set_connection(self, connection: ClientConnection | None) -> None:
+        changed = (connection is None) != (self._connection is None)
         self._connection = connection
         self._connection_changed.set()
+        if changed and self.on_connection_changed is not None:
+            self.on_connection_changed(connection is not None)
         if connection is None and self._failure is None:
             for joined in self._joined.values():
                 joined.clear()  # joined again only once the server says so

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -95,6 +95,8 @@ class YWebrtcSignalingClient:
         self.open_timeout = open_timeout
         self._connection: ClientConnection | None = None
         self._connection_changed = asyncio.Event()
+        # Told True or False when the server becomes reachable or is lost (host events).
+        self.on_connection_changed: Callable[[bool], None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -198,5 +200,8 @@ class YWebrtcSignalingClient:
             logger.warning("! %s says %s: %.200s", self.url, message.code, message.message)
 
     def _set_connection(self, connection: ClientConnection | None) -> None:
+        changed = (connection is None) != (self._connection is None)
         self._connection = connection
         self._connection_changed.set()
+        if changed and self.on_connection_changed is not None:
+            self.on_connection_changed(connection is not None)

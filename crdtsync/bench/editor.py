@@ -1,0 +1,234 @@
+"""Editor latency: a keystroke in one editor until the change is in another editor's TextArea.
+
+Two processes on 127.0.0.1, linked over WebRTC through our signaling server: this one types
+into ``examples/editor.py``'s app under Textual's Pilot, one key at a time; a receiver
+process runs the same app headless and reports the moment each change is in its
+``TextArea`` (``CLOCK_MONOTONIC``, which both processes share). The same 200 one-character
+inserts are then timed between two bare peers in two processes (``Text.insert`` in, a
+document observer out): the edit ``crdtsync bench latency`` measures, without the editors.
+Their difference is what the editor adds (typing through Textual, the minimal Yjs edit,
+applying the delta to the widget, keeping the cursor).
+
+Keystrokes are paced as in ``bench latency``: the next one only once the last was seen and
+the batching window has closed, so each is one edit's latency, not batching's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pycrdt
+
+from crdtsync.bench.report import BenchOptions, BenchResult, Progress
+from crdtsync.errors import ConfigError
+from crdtsync.peer import Peer
+from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
+from crdtsync.signaling.server import SignalingServer
+
+__all__ = ["run"]
+
+KEYSTROKES = 200
+TIMEOUT = 60.0  # for linking, and for one keystroke to arrive
+QUIET_GAP = DEFAULT_BATCH_WINDOW + 0.005  # as bench latency: the next edit finds the window shut
+LOOPBACK = ("127.0.0.1",)
+ROOM = "editor-latency"
+MODES = ("editor", "bare")
+EDITOR_MODULE = "crdtsync_editor_example"  # the name examples/editor.py is loaded under
+
+
+def _now() -> float:
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def load_editor() -> ModuleType:
+    """``examples/editor.py`` of the source tree this package runs from (it is an example,
+    not part of the package), loaded once; ConfigError if it or Textual is missing."""
+    if (loaded := sys.modules.get(EDITOR_MODULE)) is not None:
+        return loaded
+    for folder in Path(__file__).resolve().parents:
+        path = folder / "examples" / "editor.py"
+        if path.exists():
+            break
+    else:
+        raise ConfigError("bench editor needs examples/editor.py: run it from a crdtsync clone")
+    if importlib.util.find_spec("textual") is None:
+        raise ConfigError("bench editor needs Textual: pip install -e '.[editor]'")
+    spec = importlib.util.spec_from_file_location(EDITOR_MODULE, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and Textual look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the receiver process ---------------------------------------------------------------------
+
+
+async def receive(url: str, mode: str) -> None:
+    """Join the room; print ``{"ready": id}``, then ``{"length": n, "at": t}`` per change."""
+    peer = Peer(pycrdt.Doc(), room=ROOM, signaling=url, host_addresses=LOOPBACK)
+    text = peer.doc.get("text", type=pycrdt.Text)
+
+    def report(length: int) -> None:
+        print(json.dumps({"length": length, "at": _now()}), flush=True)
+
+    async with peer:
+        print(json.dumps({"ready": peer.id}), flush=True)
+        if mode == "bare":
+            subscription = text.observe(lambda _event: report(len(text)))
+            await _until_stdin_closes()
+            text.unobserve(subscription)
+            return
+        editor = load_editor()
+        areas: list[Any] = []
+
+        def in_widget(_event: object) -> None:
+            if len(areas[0].text) == len(text):
+                report(len(text))
+            else:  # the widget has not taken it yet (observers run newest first)
+                asyncio.get_running_loop().call_soon(in_widget, None)
+
+        # Made before the editor's own observer, so it runs after it: the widget has the change.
+        subscription = text.observe(in_widget)
+        app = editor.EditorApp(peer, "receiver")
+        areas.append(app.editor)
+        async with app.run_test():
+            await _until_stdin_closes()
+        text.unobserve(subscription)
+
+
+async def _until_stdin_closes() -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+
+
+# -- this process -----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _receiver(url: str, mode: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crdtsync.bench.editor", "--receive", url, "--mode", mode,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await _line(process, "ready")
+        yield process
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _line(process: asyncio.subprocess.Process, key: str) -> dict[str, Any]:
+    assert process.stdout is not None
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            line = await process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the receiver exited before {key!r}")
+            message: dict[str, Any] = json.loads(line)
+            if key in message:
+                return message
+
+
+async def _timed(
+    process: asyncio.subprocess.Process, type_one: Callable[[], Awaitable[None]]
+) -> list[float]:
+    """One untimed keystroke (it meets the last of the link setup), then KEYSTROKES timed."""
+    delays = []
+    for length in range(1, KEYSTROKES + 2):
+        started = _now()
+        await type_one()
+        while (seen := await _line(process, "length"))["length"] < length:
+            pass
+        if length > 1:
+            delays.append(seen["at"] - started)
+        await asyncio.sleep(QUIET_GAP)  # pacing, not synchronisation: see QUIET_GAP
+    return delays
+
+
+async def editor_once(url: str) -> list[float]:
+    """Keystrokes typed into an editor under Pilot, seen in the receiver's editor."""
+    editor = load_editor()
+    async with _receiver(url, "editor") as process:
+        peer = Peer(pycrdt.Doc(), room=ROOM, signaling=url, host_addresses=LOOPBACK)
+        async with peer:
+            await peer.wait_for_peers(1, timeout=TIMEOUT)
+            await peer.wait_synced(timeout=TIMEOUT)
+            app = editor.EditorApp(peer, "typist")
+            async with app.run_test() as pilot:
+                return await _timed(process, lambda: pilot.press("x"))
+
+
+async def bare_once(url: str) -> list[float]:
+    """The same inserts between two bare peers: what ``bench latency`` times."""
+    async with _receiver(url, "bare") as process:
+        peer = Peer(pycrdt.Doc(), room=ROOM, signaling=url, host_addresses=LOOPBACK)
+        async with peer:
+            await peer.wait_for_peers(1, timeout=TIMEOUT)
+            await peer.wait_synced(timeout=TIMEOUT)
+            text = peer.doc.get("text", type=pycrdt.Text)
+
+            async def type_one() -> None:
+                text.insert(len(text), "x")
+
+            return await _timed(process, type_one)
+
+
+CONTENDERS = {"bare peers": bare_once, "editors": editor_once}
+
+
+async def run(options: BenchOptions, progress: Progress) -> BenchResult:
+    """Headline: ``p50_ms``, ``p99_ms`` (editors), and ``added_p50_ms``, ``added_p99_ms``
+    (editors minus bare peers; the issue's target: at most 2 ms at p99)."""
+    load_editor()  # fail early, with the reason
+    result = BenchResult("editor", {"keystrokes": KEYSTROKES, "quiet_gap_ms": QUIET_GAP * 1000})
+    for run in range(1, options.runs + 1):
+        line = []
+        for name, once in CONTENDERS.items():
+            async with SignalingServer(host="127.0.0.1", port=0) as server:
+                delays = await once(server.url)
+            p50 = statistics.median(delays) * 1000
+            p99 = statistics.quantiles(delays, n=100, method="inclusive")[98] * 1000
+            result.add(f"{name} p50", "ms", p50)
+            result.add(f"{name} p99", "ms", p99)
+            line.append(f"{name} p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        progress(f"run {run}/{options.runs}: " + "; ".join(line))
+    for percentile in ("p50", "p99"):
+        ours, bare = (
+            result.median(f"editors {percentile}"),
+            result.median(f"bare peers {percentile}"),
+        )
+        result.headline[f"{percentile}_ms"] = ours
+        result.headline[f"added_{percentile}_ms"] = ours - bare
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the receiver of bench editor")
+    parser.add_argument("--receive", required=True, metavar="URL")
+    parser.add_argument("--mode", choices=MODES, required=True)
+    args = parser.parse_args()
+    asyncio.run(receive(args.receive, args.mode))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""A terminal editor of a room's shared text, with everyone's cursors and an undo of your own.
+
+    .venv/bin/crdtsync signal --port 8765 &
+    .venv/bin/python examples/editor.py --signaling ws://127.0.0.1:8765 --room notes --name alice
+    .venv/bin/python examples/editor.py --signaling ws://127.0.0.1:8765 --room notes --name bob
+
+Textual's ``TextArea`` edits the room's ``Text`` "text" (a browser's ``doc.getText("text")``
+with ``--dialect y-webrtc``): each keystroke is the minimal Yjs insert or delete, remote
+edits land without moving your cursor off its character (a ``pycrdt.StickyIndex``), other
+people's cursors and selections show in their colour with their name, Ctrl-Z / Ctrl-Y undo
+and redo only your own edits, and the bottom line says who is here and how you are
+connected. ``--store FILE`` keeps the text across restarts, and what you wrote while
+nobody was reachable merges once someone is. Ctrl-Q quits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import zlib
+from typing import Any
+
+import pycrdt
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.app import App, ComposeResult
+from textual.color import Color
+from textual.document._document import EditResult, Selection
+from textual.document._edit import Edit
+from textual.strip import Strip
+from textual.widgets import Static, TextArea
+
+from crdtsync.cursors import RemoteCursor, TextCursors
+from crdtsync.host_events import PresenceChanged
+from crdtsync.peer import DIALECTS, Peer
+
+# The origin of this editor's own transactions: what its undo manager tracks.
+LOCAL = "editor"
+# y-codemirror.next's demo palette, so a user keeps a colour a browser peer would give.
+COLORS = ("#30bced", "#6eeb83", "#ffbc42", "#ecd444", "#ee6352", "#9ac2c9", "#8acb88", "#1be7ff")
+
+
+SELECTION_BASE = Color(30, 30, 30)  # a remote selection: its colour, darkened
+
+
+def color_for(name: str) -> str:
+    return COLORS[zlib.crc32(name.encode()) % len(COLORS)]
+
+
+class SharedTextArea(TextArea):
+    """A ``TextArea`` whose content is a shared ``pycrdt.Text``, both ways."""
+
+    def __init__(self, cursors: TextCursors, *, capture_timeout_millis: int = 500) -> None:
+        super().__init__(str(cursors.text), soft_wrap=False, id="text")
+        self.cursors = cursors
+        self.ytext = cursors.text
+        # Tracks LOCAL only: remote edits (and those of other editors) are never undone here.
+        self.undo_manager = pycrdt.UndoManager(
+            scopes=[self.ytext], capture_timeout_millis=capture_timeout_millis
+        )
+        self.undo_manager.include_origin(LOCAL)
+        self.remote: list[RemoteCursor] = []
+        self._applying = False  # applying a remote change: not ours to send
+        self._anchor = cursors.sticky(0)
+        self._head = cursors.sticky(0)
+        self._published: Any = None
+        self._subscription = self.ytext.observe(self._on_text_event)
+
+    def on_unmount(self) -> None:
+        self.ytext.unobserve(self._subscription)
+
+    # -- local edits out -------------------------------------------------------------------
+
+    def edit(self, edit: Edit) -> EditResult:
+        """Every change of the widget (typing, deleting, pasting) comes through here."""
+        if self._applying:
+            return super().edit(edit)
+        edit.text = edit.text.replace("\r\n", "\n").replace("\r", "\n")  # Yjs text keeps \n
+        top, bottom = sorted((edit.from_location, edit.to_location))
+        start = self.document.get_index_from_location(top)
+        end = self.document.get_index_from_location(bottom)
+        result = super().edit(edit)
+        with self.cursors.doc.transaction(origin=LOCAL):
+            if end > start:
+                del self.ytext[start:end]
+            if edit.text:
+                self.ytext.insert(start, edit.text)
+        # The caret moved with the edit: tell the room in the same tick, so the edit and the
+        # cursor leave together, not the cursor one batching window later.
+        self.publish_cursor()
+        return result
+
+    def action_undo(self) -> None:
+        self.undo_manager.undo()
+
+    def action_redo(self) -> None:
+        self.undo_manager.redo()
+
+    def on_text_area_selection_changed(self, message: TextArea.SelectionChanged) -> None:
+        self.publish_cursor()
+
+    def publish_cursor(self) -> None:
+        """Keep our selection as sticky indices, and tell the room where it is."""
+        anchor = self.document.get_index_from_location(self.selection.start)
+        head = self.document.get_index_from_location(self.selection.end)
+        self._anchor, self._head = self.cursors.sticky(anchor), self.cursors.sticky(head)
+        cursor = (
+            self.cursors.relative_position(anchor),
+            self.cursors.relative_position(head),
+        )
+        if cursor != self._published:  # unchanged: no awareness traffic
+            self._published = cursor
+            self.cursors.set_cursor(anchor, head)
+
+    # -- remote edits in -------------------------------------------------------------------
+
+    def _on_text_event(self, event: pycrdt.TextEvent) -> None:
+        if event.transaction.origin == LOCAL:
+            return  # already in the widget
+        self._applying = True
+        try:
+            index = 0
+            for change in event.delta:
+                if "retain" in change:
+                    index += change["retain"]
+                elif "delete" in change:
+                    self._replace("", index, index + change["delete"])
+                elif "insert" in change:
+                    self._replace(change["insert"], index, index)
+                    index += len(change["insert"])
+        finally:
+            self._applying = False
+        txn = event.transaction
+        anchor, head = self._anchor.get_index(txn), self._head.get_index(txn)
+        location = self.document.get_location_from_index
+        self.selection = Selection(location(anchor), location(head))
+        self.call_later(self.refresh_remote)  # remote cursors moved too (read after commit)
+
+    def _replace(self, text: str, start: int, end: int) -> None:
+        location = self.document.get_location_from_index
+        self.edit(Edit(text, location(start), location(end), maintain_selection_offset=True))
+
+    # -- remote cursors --------------------------------------------------------------------
+
+    def refresh_remote(self) -> None:
+        remote = self.cursors.remote_cursors()
+        if remote != self.remote:  # a redraw costs milliseconds: only when something moved
+            self.remote = remote
+            self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        row = y + self.scroll_offset.y
+        if not self.remote or row >= self.document.line_count:
+            return strip
+        line = self.document.get_line(row)
+        line_start = self.document.get_index_from_location((row, 0))
+        line_end = line_start + len(line)
+        for cursor in self.remote:
+            if cursor.head is None or not cursor.color:
+                continue
+            try:
+                color = Color.parse(cursor.color)
+            except Exception:  # a colour Textual cannot read: shown without one
+                continue
+            anchor = cursor.head if cursor.anchor is None else cursor.anchor
+            low, high = sorted((anchor, cursor.head))
+            if low < line_end + 1 and high > line_start:  # the selection crosses this line
+                start, end = max(low, line_start) - line_start, min(high, line_end) - line_start
+                strip = _paint(
+                    strip,
+                    self._x(line, start),
+                    self._x(line, end),
+                    Style(bgcolor=SELECTION_BASE.blend(color, 0.45).rich_color),
+                )
+            if line_start <= cursor.head <= line_end:
+                x = self._x(line, cursor.head - line_start)
+                strip = _paint(strip, x, x + 1, Style(bgcolor=color.rich_color, color="black"))
+                label = f" {cursor.name} "
+                label_x = max(self._x(line, len(line)) + 2, x + 2)
+                strip = _label(
+                    strip, label_x, label, Style(bgcolor=color.rich_color, color="black")
+                )
+        return strip
+
+    def _x(self, line: str, column: int) -> int:
+        """The widget cell of a column of a line (no soft wrap: a line is a row)."""
+        return self.gutter_width + cell_len(line[:column]) - self.scroll_offset.x
+
+
+def _paint(strip: Strip, start: int, end: int, style: Style) -> Strip:
+    """``strip`` with ``style`` laid over its cells ``start`` to ``end``."""
+    start, end = max(start, 0), min(end, strip.cell_length)
+    if start >= end:
+        return strip
+    before, middle, after = strip.divide([start, end, strip.cell_length])
+    painted = Strip(
+        [Segment(text, (old or Style()) + style, control) for text, old, control in middle],
+        middle.cell_length,
+    )
+    return Strip.join([before, painted, after])
+
+
+def _label(strip: Strip, x: int, label: str, style: Style) -> Strip:
+    """``strip`` with ``label`` written over its cells from ``x`` on, cut to fit."""
+    room = strip.cell_length - max(x, 0)
+    if x < 0 or room <= 0:
+        return strip
+    label = label[:room]
+    before, _, after = strip.divide([x, x + len(label), strip.cell_length])
+    return Strip.join([before, Strip([Segment(label, style)], len(label)), after])
+
+
+class EditorApp(App[None]):
+    """The editor of ``peer``'s shared text; the caller starts and closes the peer."""
+
+    CSS = """
+    #text { height: 1fr; border: none; }
+    #status { height: 1; background: $panel; color: $text; }
+    """
+
+    def __init__(
+        self, peer: Peer, name: str, *, text: str = "text", capture_timeout_millis: int = 500
+    ) -> None:
+        super().__init__()
+        self.peer = peer
+        self.user = name
+        self.cursors = TextCursors(peer.awareness, peer.doc, text)
+        self.cursors.set_user(name, color_for(name))
+        self.editor = SharedTextArea(self.cursors, capture_timeout_millis=capture_timeout_millis)
+        self._events = peer.events()
+
+    def compose(self) -> ComposeResult:
+        yield self.editor
+        yield Static(id="status")
+
+    def on_mount(self) -> None:
+        self.editor.focus()
+        self.editor.publish_cursor()
+        self.call_after_refresh(self.update_status)  # once the screen is up (else unseen)
+        self.run_worker(self._react(), exclusive=True)
+
+    async def on_unmount(self) -> None:
+        await self._events.aclose()  # the peer may outlive its editor
+
+    async def _react(self) -> None:
+        """Redraw on what the peer reports; no polling."""
+        async for event in self._events:
+            if isinstance(event, PresenceChanged):
+                self.editor.refresh_remote()
+            self.update_status()
+
+    def status(self) -> str:
+        """``linked | alice (you) · bob · carol | 2 peers``: the state, then who is here."""
+        others = [cursor.name for cursor in self.cursors.remote_cursors()]
+        count = len(self.peer.peers)
+        who = " · ".join([f"{self.user} (you)", *others])
+        return f"{self.peer.connection.value} | {who} | {count} peer{'s' * (count != 1)}"
+
+    def update_status(self) -> None:
+        self.query_one("#status", Static).update(self.status())
+
+
+async def run(args: argparse.Namespace) -> None:
+    host_addresses = tuple(args.host_address) if args.host_address else None
+    peer = Peer(
+        pycrdt.Doc(),
+        room=args.room,
+        signaling=args.signaling,
+        password=args.password,
+        store=args.store,
+        dialect=args.dialect,
+        host_addresses=host_addresses,
+    )
+    async with peer:
+        await EditorApp(peer, args.name).run_async()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--signaling", required=True, help="signaling server URL (ws://...)")
+    parser.add_argument("--room", required=True)
+    parser.add_argument("--name", required=True, help="your name, as others see it")
+    parser.add_argument("--password", help="the room's password")
+    parser.add_argument("--store", help="a file that keeps the text across restarts")
+    parser.add_argument("--dialect", choices=DIALECTS, default="crdtsync")
+    parser.add_argument("--host-address", action="append", help="ICE host address (repeat)")
+    parser.add_argument("--log", help="write crdtsync's log to this file (the screen is taken)")
+    args = parser.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO)
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())  # no warning over the screen
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""``crdtsync bench editor``: its structure, never its timings.
+
+A run returns only once the receiver's editor held every keystroke, so a run that returns
+has delivered them all.
+"""
+
+from __future__ import annotations
+
+from crdtsync.bench.editor import KEYSTROKES
+from crdtsync.bench.report import BenchOptions
+from crdtsync.bench.suite import load
+
+
+async def test_editor_latency_gives_percentiles_for_editors_and_bare_peers() -> None:
+    lines: list[str] = []
+    result = await load("editor")(BenchOptions(runs=1), lines.append)
+    assert result.params["keystrokes"] == KEYSTROKES
+    assert set(result.series) == {
+        f"{name} {percentile}"
+        for name in ("bare peers", "editors")
+        for percentile in ("p50", "p99")
+    }
+    for name in ("bare peers", "editors"):
+        assert 0 < result.median(f"{name} p50") <= result.median(f"{name} p99")
+    assert set(result.headline) == {"p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms"}
+    assert len(lines) == 1
