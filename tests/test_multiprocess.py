@@ -7,31 +7,26 @@ Everything runs on 127.0.0.1 and every wait has a timeout.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+
+from crdtsync.testing import processes
+from crdtsync.testing.processes import CLI, REPORT_LIMIT, SignalProcess
+
+__all__ = ["CLI", "REPORT_LIMIT", "PeerProcess", "cleanup", "start_server"]
 
 TIMEOUT = 30.0
-CLI = [sys.executable, "-m", "crdtsync.cli"]
-REPORT_LIMIT = 16 << 20  # a report holds the whole text
 
 
-class PeerProcess:
-    """A ``crdtsync peer`` child: send it commands, read its JSON events."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.id = ""
-        self.peers: frozenset[str] = frozenset()
+class PeerProcess(processes.PeerProcess):
+    """The package's ``crdtsync peer`` child, with this suite's room and timeouts."""
 
     @classmethod
-    async def start(
+    async def start(  # type: ignore[override]
         cls,
         url: str,
         store: Path | None = None,
@@ -39,88 +34,14 @@ class PeerProcess:
         room: str = "e2e",
         options: tuple[str, ...] = (),
     ) -> PeerProcess:
-        args = [*CLI, "peer", "--signaling", url, "--room", room, "--host-address", "127.0.0.1"]
-        if store is not None:
-            args += ["--store", str(store)]
-        args += options
-        process = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=REPORT_LIMIT,
-        )
-        peer = cls(process)
-        peer.id = (await peer.next_event("ready"))["ready"]
+        peer = await super().start(url, room=room, store=store, options=options, timeout=TIMEOUT)
+        assert isinstance(peer, PeerProcess)
         return peer
-
-    async def next_event(self, key: str) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise AssertionError(f"peer {self.id or '?'} exited before {key!r}")
-                event = json.loads(line)
-                if "peers" in event:
-                    self.peers = frozenset(event["peers"])
-                if key in event:
-                    return event  # type: ignore[no-any-return]
-
-    async def send(self, **command: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps(command) + "\n").encode())
-        await self.process.stdin.drain()
-
-    async def until_peers(self, predicate: Any) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            while not predicate(self.peers):
-                await self.next_event("peers")
-
-    async def report(self) -> dict[str, Any]:
-        await self.send(report=True)
-        return (await self.next_event("report"))["report"]  # type: ignore[no-any-return]
-
-    async def text(self) -> str:
-        return str((await self.report())["text"])
-
-    async def until_report(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Ask for reports until one satisfies ``predicate``; return it."""
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                report = await self.report()
-                if predicate(report):
-                    return report
-                await asyncio.sleep(0.05)  # a report is a poll of another process
-
-    async def until_text(self, expected: set[str]) -> str:
-        """Wait until the text holds every expected word."""
-        report = await self.until_report(lambda report: expected <= set(report["text"].split()))
-        return str(report["text"])
-
-    async def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def quit(self) -> None:
-        if self.process.returncode is None:
-            await self.send(quit=True)
-            async with asyncio.timeout(TIMEOUT):
-                await self.process.wait()
 
 
 async def start_server(port: int = 0) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        "signal",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(TIMEOUT):
-        line = (await process.stdout.readline()).decode()
-    return process, line.split()[3]
+    server = await SignalProcess.start(port)
+    return server.process, server.url
 
 
 @asynccontextmanager
@@ -213,16 +134,22 @@ async def test_a_stopped_peer_backs_up_its_link_and_catches_up_after() -> None:
             # all of it may be in the link's buffer, over the mark. Either way, what follows
             # is held.
             await alice.until_report(
-                lambda report: report["congested"] == [bob.id] or report["bytes_sent"] > 24 * 65536
+                lambda report: report["congested"] == [bob.id] or report["bytes_sent"] > 24 * 65536,
+                timeout=TIMEOUT,
+                what="congested or sent 1.5 MiB",
             )
             for word in sorted(late):  # held back and merged while the link is congested
                 await alice.send(append=f" {word}")
-            await alice.until_report(lambda report: report["congested"] == [bob.id])
+            await alice.until_report(
+                lambda report: report["congested"] == [bob.id], timeout=TIMEOUT, what="congested"
+            )
             await alice.until_text(late)
         finally:
             bob.process.send_signal(signal.SIGCONT)
         await bob.until_text(bulk | late)
-        await alice.until_report(lambda report: report["congested"] == [])
+        await alice.until_report(
+            lambda report: report["congested"] == [], timeout=TIMEOUT, what="no longer congested"
+        )
         await alice.quit()
         await bob.quit()
 

@@ -52,17 +52,23 @@ class PeerProcess:
         serve: bool = False,
         log: Path | None = None,
         verbose: bool = False,
+        options: Sequence[str] = (),
+        host_address: str | None = "127.0.0.1",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> PeerProcess:
         """Start a peer in ``room`` and wait until it has joined; with ``log``, its log
-        (warnings, or everything if ``verbose``) is appended to that file."""
+        (warnings, or everything if ``verbose``) is appended to that file; ``options`` are
+        more ``crdtsync peer`` flags (``--dialect``, another ``--signaling``, ...);
+        ``host_address`` None gathers every address of its network namespace."""
         flags = ("-v",) if verbose else ()
         args = [*prefix, *CLI, *flags, "peer", "--signaling", url, "--room", room]
-        args += ["--host-address", "127.0.0.1"]
+        if host_address is not None:
+            args += ["--host-address", host_address]
         if store is not None:
             args += ["--store", str(store)]
         if serve:
             args.append("--serve")
+        args += options
         with contextlib.ExitStack() as files:
             stderr = (
                 asyncio.subprocess.DEVNULL if log is None else files.enter_context(log.open("a"))
@@ -144,6 +150,24 @@ class PeerProcess:
         except TimeoutError as exc:
             raise SyncTimeoutError(f"{self!r}: not {what} within {timeout} s") from exc
 
+    async def until_peers(
+        self, predicate: Callable[[frozenset[str]], bool], *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """Until the peers it is linked with satisfy ``predicate`` (it says each change)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self.peers):
+                    await self.next_event("peers", timeout)
+        except TimeoutError as exc:
+            raise SyncTimeoutError(f"{self!r}: linked with {sorted(self.peers)}") from exc
+
+    async def until_text(self, words: set[str], *, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Until its text holds every one of ``words``; the text."""
+        report = await self.until_report(
+            lambda report: words <= set(report["text"].split()), timeout=timeout, what="typed"
+        )
+        return str(report["text"])
+
     async def kill(self) -> None:
         """SIGKILL, and wait for the exit."""
         if self.alive:
@@ -175,17 +199,25 @@ class SignalProcess:
 
     @classmethod
     async def start(
-        cls, port: int = 0, *, prefix: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT
+        cls,
+        port: int = 0,
+        *,
+        options: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+        stderr: int = asyncio.subprocess.DEVNULL,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> SignalProcess:
-        """Start a server on ``port`` (0: any free one) and wait until it listens."""
+        """Start a server on ``port`` (0: any free one) with ``crdtsync signal`` ``options``
+        (``--redis URL``, ...), and wait until it listens; ``stderr=PIPE`` keeps its log."""
         process = await asyncio.create_subprocess_exec(
             *prefix,
             *CLI,
             "signal",
             "--port",
             str(port),
+            *options,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
         )
         assert process.stdout is not None
         try:
@@ -201,8 +233,8 @@ class SignalProcess:
             raise ProcessError(f"signaling server did not start: {line.strip()!r}")
         return cls(process, words[3])
 
-    async def kill(self) -> None:
-        """SIGKILL, and wait for the exit."""
+    async def kill(self, how: signal.Signals = signal.SIGKILL) -> None:
+        """SIGKILL (or ``how``: SIGTERM drains), and wait for the exit."""
         if self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
+            self.process.send_signal(how)
         await self.process.wait()

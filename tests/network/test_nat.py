@@ -16,14 +16,13 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 from nat import WAN_ADDRESS, Topology, netns_tools
 from needs import require_found
-from test_multiprocess import CLI, REPORT_LIMIT, PeerProcess
 
 from crdtsync.testing.coturn import Coturn, turnserver_binary
+from crdtsync.testing.processes import PeerProcess, SignalProcess
 
 TIMEOUT = 60.0
 SECRET = "nat-test-secret"
@@ -49,19 +48,16 @@ def topology() -> Iterator[Topology]:
 @asynccontextmanager
 async def signaling(topology: Topology, *, turn: bool) -> AsyncIterator[str]:
     """``crdtsync signal`` on the WAN (handing out TURN credentials if ``turn``); its URL."""
-    args = [*topology.exec_prefix("wan"), *CLI, "signal", "--host", WAN_ADDRESS, "--port", "0"]
+    options = ["--host", WAN_ADDRESS]
     if turn:
-        args += ["--turn-url", TURN_URL, "--turn-secret", SECRET]
-    process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        options += ["--turn-url", TURN_URL, "--turn-secret", SECRET]
+    server = await SignalProcess.start(
+        options=options, prefix=topology.exec_prefix("wan"), timeout=TIMEOUT
     )
     try:
-        assert process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            line = (await process.stdout.readline()).decode()
-        yield line.split()[3]
+        yield server.url
     finally:
-        await _stopped(process)
+        await server.kill()
 
 
 @asynccontextmanager
@@ -72,39 +68,21 @@ async def lan_peers(
     peers: list[PeerProcess] = []
     try:
         for side in ("a", "b"):
-            with _log_file(logs / f"lan-{side}.log") as log:
-                process = await asyncio.create_subprocess_exec(
-                    *topology.exec_prefix(f"lan-{side}"),
-                    *CLI,
-                    "-v",
-                    "peer",
-                    "--signaling",
-                    url,
-                    "--room",
-                    "nat",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=log,
-                    limit=REPORT_LIMIT,
-                )
-            peer = PeerProcess(process)
+            peer = await PeerProcess.start(
+                url,
+                room="nat",
+                prefix=topology.exec_prefix(f"lan-{side}"),
+                name=f"lan-{side}",
+                log=logs / f"lan-{side}.log",
+                verbose=True,
+                host_address=None,  # its LAN address: the namespace has no other
+                timeout=TIMEOUT,
+            )
             peers.append(peer)
-            peer.id = (await peer.next_event("ready"))["ready"]
         yield peers[0], peers[1]
     finally:
         for peer in peers:
-            await _stopped(peer.process)
-
-
-def _log_file(path: Path) -> BinaryIO:
-    return path.open("wb")
-
-
-async def _stopped(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.kill()
-        async with asyncio.timeout(TIMEOUT):
-            await process.wait()
+            await peer.kill()
 
 
 def _paths(log: Path, remote: str) -> list[tuple[str, str]]:

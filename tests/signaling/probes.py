@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
-TIMEOUT = 10.0
+from crdtsync.testing.processes import SignalProcess
 
-SIGNAL = [sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"]
+TIMEOUT = 10.0
 
 
 async def http_get(url: str, path: str) -> tuple[int, dict[str, str], str]:
@@ -65,17 +64,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def start_signal(*options: str) -> tuple[asyncio.subprocess.Process, str]:
-    """``crdtsync signal --port 0 OPTIONS`` as a process, and the URL it printed."""
-    process = await asyncio.create_subprocess_exec(
-        *SIGNAL,
-        *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
-    if not line:
-        await process.wait()
-        assert process.stderr is not None
-        raise AssertionError(f"crdtsync signal exited: {(await process.stderr.read()).decode()}")
-    return process, line.decode().split()[3]
+    """``crdtsync signal --port 0 OPTIONS`` as a process (its log on a pipe), and its URL."""
+    server = await SignalProcess.start(options=options, stderr=asyncio.subprocess.PIPE)
+    return server.process, server.url

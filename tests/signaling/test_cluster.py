@@ -9,10 +9,8 @@ rooms merge once it is back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,51 +20,25 @@ from needs import require_program
 
 from crdtsync import Peer
 from crdtsync.testing import wait_converged
+from crdtsync.testing.processes import SignalProcess
 from crdtsync.testing.redis_server import RedisServer
 
 TIMEOUT = 20.0
 LOOPBACK = ("127.0.0.1",)
 
 
-class ServerProcess:
-    """A ``crdtsync signal --redis URL`` child process."""
-
-    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
-        self.process = process
-        self.url = url
-
-    @classmethod
-    async def start(cls, redis: RedisServer) -> ServerProcess:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "crdtsync.cli", "signal", "--port", "0"),
-            *("--redis", redis.url),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            line = (await process.stdout.readline()).decode()  # "... on URL (...)"
-        return cls(process, line.split()[3])
-
-    async def stop(self, how: signal.Signals = signal.SIGKILL) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(how)
-            async with asyncio.timeout(TIMEOUT):
-                await self.process.wait()
-
-
 @contextlib.asynccontextmanager
-async def cluster(count: int) -> AsyncIterator[tuple[RedisServer, list[ServerProcess]]]:
+async def cluster(count: int) -> AsyncIterator[tuple[RedisServer, list[SignalProcess]]]:
     require_program("redis-server", "redis-server")
     redis = await RedisServer.start()
-    servers: list[ServerProcess] = []
+    servers: list[SignalProcess] = []
     try:
         for _ in range(count):
-            servers.append(await ServerProcess.start(redis))
+            servers.append(await SignalProcess.start(options=("--redis", redis.url)))
         yield redis, servers
     finally:
         for server in servers:
-            await server.stop()
+            await server.kill()
         await redis.stop()
 
 
@@ -118,7 +90,7 @@ async def test_a_servers_peers_fail_over_and_stay_in_the_room(how: signal.Signal
             first = peers[0]
             assert first.signaling_url == urls[0]
 
-            await servers[0].stop(how)
+            await servers[0].kill(how)
             # A SIGTERM drains: 1001 to each client, which dials the next server at once.
             limit = 2.0 if how == signal.SIGTERM else TIMEOUT
             await first.wait_for(
