@@ -1,0 +1,221 @@
+"""Rooms whose peers each run in a process of their own: crdtsync peers (``peer_child.py``),
+y-webrtc peers (Node, ``ywebrtc_peer.mjs``), or both in one room (the y-webrtc dialect).
+
+A y-webrtc ``WebrtcProvider`` holds one document per room and process, so a y-webrtc room of
+N peers is N Node processes; ``rooms.py`` keeps all crdtsync peers in this one process. These
+rooms put crdtsync peers one per process too, so that each layout can be compared with both.
+
+The peers are started and have loaded their modules before any clock runs. Processes stamp
+what they see with the wall clock (``time.time()``; Node's ``performance.timeOrigin +
+performance.now()``): a figure is the span from this process's stamp before its first
+command to the last stamp a peer reports. Traffic (data-channel messages and bytes sent, CPU
+time) is summed over every peer process, from just before the first command until every
+text is complete and no counter moved for ``QUIET_WINDOW``.
+
+Node's WebRTC gathers candidates on every interface: rooms with Node peers run only where
+``lo`` is the only one (``scripts/loopback-netns``), and need ``npm ci`` done (node_modules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crdtsync.bench import node
+from crdtsync.bench.child_peers import NODE_PACKAGES, ChildPeer
+from crdtsync.errors import ConfigError, SyncTimeoutError
+from crdtsync.peer import Dialect
+
+__all__ = ["Layout", "ProcessRoom", "Traffic", "node_root", "process_room"]
+
+# No counter moved for this long: the room is quiet. A measurement choice, as in interop.py:
+# an update and its echo cross loopback in about a millisecond, and no peer sends on a timer
+# more often than every second or so.
+QUIET_WINDOW = 0.25
+
+
+def node_root(benchmark: str, command: str, packages: Sequence[str] = NODE_PACKAGES) -> Path:
+    """The folder whose node_modules holds the Node peer's ``packages``, checked to run
+    here: ConfigError, saying what to do (``command``), without node, node_modules or a
+    loopback-only network."""
+    interfaces = sorted(name for _, name in socket.if_nameindex())
+    if interfaces != ["lo"]:
+        raise ConfigError(
+            f"{benchmark} runs Node WebRTC peers, which gather candidates on every interface "
+            f"(here {', '.join(interfaces)}): run it in a loopback-only network namespace, "
+            f"`{command}`"
+        )
+    return node.find_node_modules(packages, benchmark)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Who is in a room: ``python`` crdtsync peers and ``node`` y-webrtc peers, one process
+    each; crdtsync peers speak the y-webrtc dialect whenever a Node peer is in the room."""
+
+    python: int
+    node: int
+
+    @property
+    def dialect(self) -> Dialect:
+        return "y-webrtc" if self.node else "crdtsync"
+
+    @property
+    def size(self) -> int:
+        return self.python + self.node
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What a room's processes spent on one phase."""
+
+    seconds: float  # wall clock, until the last peer held everything
+    messages: int  # data-channel messages sent, every peer summed
+    bytes: int  # their payload bytes
+    cpu_seconds: float  # user + system CPU time of every peer process
+
+
+class ProcessRoom:
+    """Started peer processes of one room; ``peers[i]`` types ``edits[i]``."""
+
+    def __init__(self, peers: list[ChildPeer], timeout: float) -> None:
+        self.peers = peers
+        self._timeout = timeout
+
+    async def _all(self, cmd: str, reply: str) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(peer.command(cmd, reply) for peer in self.peers)))
+
+    async def link(self) -> float:
+        """Have the peers join in turn, each once the one before has subscribed (opened its
+        signaling); seconds from the first join until the last is linked with all, synced.
+
+        In turn, not at once: y-webrtc peers announced together each dial the others, and
+        when two offers cross a pair may never connect (seen in 1 of 5 rooms of 4 Node peers
+        started at once, here); in turn, the newcomer is dialed by those in the room.
+        """
+        others = len(self.peers) - 1
+        started = _now_ms()
+        for peer in self.peers:
+            await peer.command("join", "opened")
+        for peer in self.peers:
+            await peer.send("linked", peers=others)
+        linked = await asyncio.gather(*(peer.event("linked") for peer in self.peers))
+        return float(max(event["t"] for event in linked) - started) / 1000
+
+    async def converge(self, edits: Sequence[Sequence[bytes]]) -> Traffic:
+        """Each peer types its updates, one per event-loop turn; until every text holds all."""
+        length = sum(map(len, edits))  # one character per update
+        await asyncio.gather(
+            *(
+                peer.command("load", "loaded", updates=_encoded(updates), length=length)
+                for peer, updates in zip(self.peers, edits, strict=True)
+            )
+        )
+        before = await self._settled(None)
+        started = _now_ms()
+        for peer in self.peers:
+            await peer.send("type")
+        completed = await asyncio.gather(*(peer.event("complete") for peer in self.peers))
+        await asyncio.gather(*(peer.event("typed") for peer in self.peers))
+        after = await self._settled(length)
+        return Traffic(
+            seconds=(max(event["t"] for event in completed) - started) / 1000,
+            messages=int(after.messages - before.messages),
+            bytes=int(after.bytes - before.bytes),
+            cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        )
+
+    async def latencies(self, editors: Sequence[int], quiet_gap: float) -> list[float]:
+        """Each of ``editors`` in turn appends one character; the delays (s) until each other
+        peer saw it. A first round, by the first editor, goes untimed (as in latency.py)."""
+        for peer in self.peers:
+            await peer.send("watch")
+        delays: list[float] = []
+        for made, editor in enumerate([editors[0], *editors], start=1):
+            inserted = (await self.peers[editor].command("insert", "inserted", text="x"))["t"]
+            for index, peer in enumerate(self.peers):
+                if index == editor:
+                    continue
+                while (seen := await peer.event("seen"))["length"] < made:
+                    pass  # an earlier length: a change this peer saw before
+                if made > 1:
+                    delays.append((seen["t"] - inserted) / 1000)
+            for index, peer in enumerate(self.peers):
+                if index == editor:  # its own insert, seen where it was made
+                    while (await peer.event("seen"))["length"] < made:
+                        pass
+            await asyncio.sleep(quiet_gap)  # pacing, not synchronisation: see latency.py
+        return delays
+
+    async def _settled(self, length: int | None) -> Traffic:
+        """The counters summed over every peer, once every text is ``length`` long (None: any)
+        and none moved for ``QUIET_WINDOW``."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                before = await self._all("state", "state")
+                while True:
+                    await asyncio.sleep(QUIET_WINDOW)  # a poll of other processes' counters
+                    after = await self._all("state", "state")
+                    moved = any(
+                        (a["messagesSent"], a["length"]) != (b["messagesSent"], b["length"])
+                        for a, b in zip(after, before, strict=True)
+                    )
+                    if not moved and (length is None or all(s["length"] == length for s in after)):
+                        return Traffic(
+                            seconds=0.0,
+                            messages=int(sum(s["messagesSent"] for s in after)),
+                            bytes=int(sum(s["bytesSent"] for s in after)),
+                            cpu_seconds=sum(s["cpuMs"] for s in after) / 1000,
+                        )
+                    before = after
+        except TimeoutError as exc:
+            raise SyncTimeoutError(
+                f"texts of length {length}, and a quiet room, not reached within {self._timeout} s"
+            ) from exc
+
+
+@contextlib.asynccontextmanager
+async def process_room(
+    layout: Layout, signaling: str, *, root: Path | None, timeout: float
+) -> AsyncIterator[ProcessRoom]:
+    """Start ``layout``'s peer processes for a fresh room of ``signaling`` (crdtsync peers
+    first), each ready for commands; ``root`` holds node_modules (needed for Node peers).
+    Every process is closed on exit."""
+    if layout.node and root is None:
+        raise ConfigError("a room with Node peers needs the folder holding node_modules")
+    settings = {
+        "room": f"bench-{secrets.token_hex(4)}",
+        "signaling": signaling,
+        "timeoutMs": int(timeout * 1000),
+        "deferred": True,
+        "dialect": layout.dialect,
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        peers: list[ChildPeer] = []
+        for index in range(layout.size):
+            if index < layout.python:
+                peer = await ChildPeer.python(f"crdtsync peer {index}", settings)
+            else:
+                assert root is not None  # checked above
+                peer = await ChildPeer.node(f"y-webrtc peer {index}", root, settings)
+            stack.push_async_callback(peer.aclose)
+            peers.append(peer)
+        await asyncio.gather(*(peer.event("ready") for peer in peers))
+        yield ProcessRoom(peers, timeout)
+
+
+def _encoded(updates: Sequence[bytes]) -> list[str]:
+    return [base64.b64encode(update).decode() for update in updates]
+
+
+def _now_ms() -> float:
+    """Wall clock in ms, as the peer processes stamp their events."""
+    return time.time() * 1000
