@@ -34,7 +34,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pycrdt
@@ -42,12 +41,16 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from crdtsync.bench import node
-from crdtsync.bench.process_rooms import QUIET_WINDOW, Layout, Traffic, node_root, process_room
+from crdtsync.bench.process_rooms import (
+    LAYOUTS,
+    QUIET_WINDOW,
+    Contender,
+    Traffic,
+    process_contenders,
+)
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import linked_peers
 from crdtsync.bench.wire import WireCount, counting_sends
-from crdtsync.errors import ConfigError
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.convergence import wait_converged
 
@@ -57,7 +60,6 @@ TIMEOUT = 300.0  # for linking, and for converging: 8 y-webrtc peers take ~60 s 
 ROOM_PATH = "/bench"  # the relay's room: every client is in the same one
 HEADLINE_PEERS = 4  # the room size whose ratios go to the top of the JSON
 COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench convergence"
-NODE_CONTENDERS = "bench convergence's y-webrtc and mixed contenders"  # for the skip reason
 
 
 def make_edits(peers: int, edits: int) -> list[list[bytes]]:
@@ -184,30 +186,6 @@ class _Channel:
         return bytes(await self._connection.recv())
 
 
-async def _in_processes(
-    layout: Layout, signaling: str, root: Path | None, edits: list[list[bytes]]
-) -> Traffic:
-    async with process_room(layout, signaling, root=root, timeout=TIMEOUT) as room:
-        await room.link()
-        return await room.converge(edits)
-
-
-# name -> who is in a room of N, and whose signaling server introduces them
-PROCESS_CONTENDERS: dict[str, tuple[Callable[[int], Layout], str]] = {
-    "crdtsync, process per peer": (lambda peers: Layout(python=peers, node=0), "ours"),
-    "y-webrtc": (lambda peers: Layout(python=0, node=peers), "y-webrtc"),
-    "mixed": (lambda peers: Layout(python=peers // 2, node=peers - peers // 2), "y-webrtc"),
-}
-PROCESS_LAYOUT = {
-    "crdtsync": "every peer in the benchmark's one Python process (one event loop)",
-    "relay": "server and every client in the benchmark's one Python process",
-    "crdtsync, process per peer": "one Python process per peer; our server in the benchmark's",
-    "y-webrtc": "one Node process per peer; y-webrtc's bin/server.js in another",
-    "mixed": "N//2 crdtsync peers (y-webrtc dialect) and the rest y-webrtc peers, one process "
-    "each; y-webrtc's bin/server.js",
-}
-
-
 def _record(result: BenchResult, name: str, peers: int, edits: int, traffic: Traffic) -> None:
     result.add(f"{name} N={peers}", "s", traffic.seconds)
     result.add(f"{name} messages/edit N={peers}", "msgs", traffic.messages / edits)
@@ -230,25 +208,24 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
     sizes = options.peers_or(2, 4, 8)
     result = BenchResult(
         "convergence",
-        {"peers": list(sizes), "edits_per_peer": options.edits, "process_layout": PROCESS_LAYOUT},
+        {
+            "peers": list(sizes),
+            "edits_per_peer": options.edits,
+            "process_layout": {
+                **LAYOUTS,
+                "relay": "server and every client in the benchmark's one Python process",
+            },
+        },
     )
     async with AsyncExitStack() as stack:
-        servers = {"ours": (await stack.enter_async_context(SignalingServer())).url}
-        root: Path | None = None
-        try:
-            root = node_root(NODE_CONTENDERS, COMMAND)
-        except ConfigError as exc:
-            result.params["skipped"] = str(exc)
-            progress(f"skipped: {exc}")
-        else:
-            servers["y-webrtc"] = (await stack.enter_async_context(node.ywebrtc_server(root))).url
+        in_processes, skipped = await process_contenders(
+            stack, "bench convergence", COMMAND, progress
+        )
+        if skipped is not None:
+            result.params["skipped"] = skipped
         contenders: dict[str, Callable[[list[list[bytes]]], Awaitable[Traffic]]] = {
             "crdtsync": crdtsync_once,
-            **{
-                name: _process_contender(layout, servers[server], root)
-                for name, (layout, server) in PROCESS_CONTENDERS.items()
-                if server in servers
-            },
+            **{contender.name: _converged_in(contender) for contender in in_processes},
             "relay": relay_once,
         }
         for peers in sizes:
@@ -259,10 +236,13 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
     return result
 
 
-def _process_contender(
-    layout: Callable[[int], Layout], signaling: str, root: Path | None
-) -> Callable[[list[list[bytes]]], Awaitable[Traffic]]:
-    return lambda edits: _in_processes(layout(len(edits)), signaling, root, edits)
+def _converged_in(contender: Contender) -> Callable[[list[list[bytes]]], Awaitable[Traffic]]:
+    async def once(edits: list[list[bytes]]) -> Traffic:
+        async with contender.room(len(edits), TIMEOUT) as room:
+            await room.link()
+            return await room.converge(edits)
+
+    return once
 
 
 async def _measure_size(

@@ -24,17 +24,29 @@ import contextlib
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crdtsync.bench import node
 from crdtsync.bench.child_peers import NODE_PACKAGES, ChildPeer
+from crdtsync.bench.report import Progress
 from crdtsync.errors import ConfigError, SyncTimeoutError
 from crdtsync.peer import Dialect
+from crdtsync.signaling.server import SignalingServer
 
-__all__ = ["Layout", "ProcessRoom", "Traffic", "node_root", "process_room"]
+__all__ = [
+    "LAYOUTS",
+    "Contender",
+    "Layout",
+    "ProcessRoom",
+    "Traffic",
+    "node_root",
+    "process_contenders",
+    "process_room",
+]
 
 # No counter moved for this long: the room is quiet. A measurement choice, as in interop.py:
 # an update and its echo cross loopback in about a millisecond, and no peer sends on a timer
@@ -219,3 +231,58 @@ def _encoded(updates: Sequence[bytes]) -> list[str]:
 def _now_ms() -> float:
     """Wall clock in ms, as the peer processes stamp their events."""
     return time.time() * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    """A kind of room of processes, and the signaling server that introduces its peers."""
+
+    name: str
+    layout: Callable[[int], Layout]  # who is in a room of N
+    signaling: str
+    root: Path | None  # holds node_modules, for Node peers
+
+    def room(self, peers: int, timeout: float) -> AbstractAsyncContextManager[ProcessRoom]:
+        """A fresh room of ``peers``, as ``process_room``."""
+        return process_room(self.layout(peers), self.signaling, root=self.root, timeout=timeout)
+
+
+# How each contender's peers run, for the JSON and the README; the in-process ones too.
+LAYOUTS = {
+    "crdtsync": "every peer in the benchmark's one Python process (one event loop)",
+    "crdtsync, process per peer": "one Python process per peer; our server in the benchmark's",
+    "y-webrtc": "one Node process per peer; y-webrtc's bin/server.js in another",
+    "mixed": "N//2 crdtsync peers (y-webrtc dialect) and the rest y-webrtc peers, one process "
+    "each; y-webrtc's bin/server.js",
+}
+
+
+async def process_contenders(
+    stack: contextlib.AsyncExitStack, benchmark: str, command: str, progress: Progress
+) -> tuple[list[Contender], str | None]:
+    """Start the signaling servers (closed with ``stack``) of every contender of processes
+    that can run here: crdtsync with a process per peer always, y-webrtc and the mixed room
+    when Node can (else the one-line reason why not, told to ``progress`` and returned)."""
+    ours = await stack.enter_async_context(SignalingServer())
+    contenders = [Contender("crdtsync, process per peer", _python_only, ours.url, None)]
+    try:
+        root = node_root(f"{benchmark}'s y-webrtc and mixed contenders", command)
+    except ConfigError as exc:
+        progress(f"skipped: {exc}")
+        return contenders, str(exc)
+    theirs = await stack.enter_async_context(node.ywebrtc_server(root))
+    contenders.append(Contender("y-webrtc", _node_only, theirs.url, root))
+    contenders.append(Contender("mixed", _half_each, theirs.url, root))
+    return contenders, None
+
+
+def _python_only(peers: int) -> Layout:
+    return Layout(python=peers, node=0)
+
+
+def _node_only(peers: int) -> Layout:
+    return Layout(python=0, node=peers)
+
+
+def _half_each(peers: int) -> Layout:
+    return Layout(python=peers // 2, node=peers - peers // 2)
