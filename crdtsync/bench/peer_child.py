@@ -102,6 +102,7 @@ class _Child:
             return False  # watches until the end
 
         self._on_change.append(report)
+        emit(event="watching")
 
     async def insert(self, text: str) -> None:
         stamp = _now_ms()

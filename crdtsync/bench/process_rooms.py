@@ -148,8 +148,8 @@ class ProcessRoom:
     async def latencies(self, editors: Sequence[int], quiet_gap: float) -> list[float]:
         """Each of ``editors`` in turn appends one character; the delays (s) until each other
         peer saw it. A first round, by the first editor, goes untimed (as in latency.py)."""
-        for peer in self.peers:
-            await peer.send("watch")
+        # Every peer watches before the first edit: one seen before would go unreported.
+        await self._all("watch", "watching")
         delays: list[float] = []
         for made, editor in enumerate([editors[0], *editors], start=1):
             inserted = (await self.peers[editor].command("insert", "inserted", text="x"))["t"]
@@ -266,7 +266,7 @@ async def process_contenders(
     ours = await stack.enter_async_context(SignalingServer())
     contenders = [Contender("crdtsync, process per peer", _python_only, ours.url, None)]
     try:
-        root = node_root(f"{benchmark}'s y-webrtc and mixed contenders", command)
+        root = node_root(f"{benchmark} (its y-webrtc and mixed contenders)", command)
     except ConfigError as exc:
         progress(f"skipped: {exc}")
         return contenders, str(exc)

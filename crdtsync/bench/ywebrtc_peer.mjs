@@ -22,7 +22,8 @@
 //   {"cmd": "type"}   apply the loaded updates, one per event-loop turn (setImmediate), then
 //                     {"event": "typed"}; and {"event": "complete", "t": T} once the text is
 //                     L long
-//   {"cmd": "watch"}  from now on {"event": "seen", "length": L, "t": T} at each text change
+//   {"cmd": "watch"}  {"event": "watching"}, and from then on {"event": "seen", "length": L,
+//                     "t": T} at each text change
 //   {"cmd": "insert", "text": "x"}  append it; {"event": "inserted", "t": T}, T just before
 //   {"cmd": "edit", "count": E, "text": "abc"}  E inserts at the start, one per event-loop turn,
 //                                               then {"event": "edited"}
@@ -181,6 +182,7 @@ const commands = {
       }
       return false // watches until the end
     })
+    write({ event: 'watching' })
   },
   async insert ({ text: piece }) {
     const t = now()

@@ -76,7 +76,7 @@ def test_without_node_the_ywebrtc_contenders_are_skipped_with_a_reason(tmp_path:
     summary = json.loads(path.read_text())
     reason = summary["skipped"]
     # No node, or not a loopback-only namespace:
-    assert reason.startswith("bench convergence's y-webrtc and mixed contenders ")
+    assert reason.startswith("bench convergence (its y-webrtc and mixed contenders) ")
     assert f"skipped: {reason}" in result.stdout
     assert {"crdtsync N=2", "crdtsync, process per peer N=2", "relay N=2"} <= set(summary["series"])
     assert not [label for label in summary["series"] if label.startswith(("y-webrtc", "mixed"))]
