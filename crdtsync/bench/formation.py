@@ -20,6 +20,9 @@ each once the one before has subscribed (y-webrtc peers started together may lea
 unconnected: see ``ProcessRoom.link``); the clock runs from the first join until every peer
 is linked with all the others and synced (for a Node peer: each connection open and its sync
 step 2 received). The y-webrtc and mixed rooms need Node (else skipped, with the reason).
+
+Beside each time, the CPU time spent on it (``... CPU`` series): this process's for the
+first two, every peer process's (not the signaling server's) for rooms of processes.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 import pycrdt
 
-from crdtsync.bench.process_rooms import LAYOUTS, Contender, process_contenders
+from crdtsync.bench.process_rooms import LAYOUTS, Contender, Traffic, process_contenders
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import linked_peers, raw_mesh
 from crdtsync.signaling.server import SignalingServer
@@ -42,24 +45,26 @@ MAX_PROCESS_PEERS = 8  # rooms of processes up to this size: 16 Node peers are ~
 COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench formation"
 
 
-async def crdtsync_once(nodes: int) -> float:
-    """Seconds for ``nodes`` peers started together to be linked with all others, and synced."""
+async def crdtsync_once(nodes: int) -> Traffic:
+    """Seconds for ``nodes`` peers started together to be linked with all others, and synced;
+    with the CPU time this process spent on it (messages and bytes not counted: 0)."""
     docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(nodes)]
     async with SignalingServer() as server:
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         async with linked_peers(server.url, docs, room="formation", timeout=TIMEOUT):
-            return time.perf_counter() - started
+            return Traffic(time.perf_counter() - started, 0, 0, time.process_time() - cpu)
 
 
-async def raw_once(nodes: int) -> float:
-    """Seconds to open a bare aiortc data channel between every two of ``nodes`` parties."""
-    started = time.perf_counter()
+async def raw_once(nodes: int) -> Traffic:
+    """Seconds to open a bare aiortc data channel between every two of ``nodes`` parties,
+    and this process's CPU time for it."""
+    cpu, started = time.process_time(), time.perf_counter()
     async with raw_mesh(nodes, timeout=TIMEOUT):
-        return time.perf_counter() - started
+        return Traffic(time.perf_counter() - started, 0, 0, time.process_time() - cpu)
 
 
-async def joined_in_turn(contender: Contender, nodes: int) -> float:
-    """Seconds for a room of processes to form, its peers joining in turn (module doc)."""
+async def joined_in_turn(contender: Contender, nodes: int) -> Traffic:
+    """A room of processes forming, its peers joining in turn (module doc)."""
     async with contender.room(nodes, TIMEOUT) as room:
         return await room.link()
 
@@ -91,15 +96,20 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
             for run in range(1, options.runs + 1):
                 contenders = {"crdtsync": crdtsync_once, "raw aiortc": raw_once}
                 order = list(contenders) if run % 2 else list(reversed(contenders))
-                times = {name: await contenders[name](nodes) for name in order}
+                spent = {name: await contenders[name](nodes) for name in order}
                 if nodes <= MAX_PROCESS_PEERS:
                     for contender in in_processes:
-                        times[contender.name] = await joined_in_turn(contender, nodes)
-                for name, seconds in times.items():
-                    result.add(f"{name} N={nodes}", "s", seconds)
+                        spent[contender.name] = await joined_in_turn(contender, nodes)
+                for name, traffic in spent.items():
+                    result.add(f"{name} N={nodes}", "s", traffic.seconds)
+                for name, traffic in spent.items():
+                    result.add(f"{name} CPU N={nodes}", "CPU s", traffic.cpu_seconds)
                 progress(
                     f"N={nodes} run {run}/{options.runs}: "
-                    + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in times.items())
+                    + ", ".join(
+                        f"{name} {traffic.seconds:.3f} s ({traffic.cpu_seconds:.3f} CPU s)"
+                        for name, traffic in spent.items()
+                    )
                 )
             result.headline[f"ratio_to_raw_aiortc_n{nodes}"] = result.median(
                 f"crdtsync N={nodes}"

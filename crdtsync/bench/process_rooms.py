@@ -105,22 +105,25 @@ class ProcessRoom:
     async def _all(self, cmd: str, reply: str) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(peer.command(cmd, reply) for peer in self.peers)))
 
-    async def link(self) -> float:
+    async def link(self) -> Traffic:
         """Have the peers join in turn, each once the one before has subscribed (opened its
-        signaling); seconds from the first join until the last is linked with all, synced.
+        signaling); the time from the first join until the last is linked with all, synced,
+        and what every process sent and spent meanwhile.
 
         In turn, not at once: y-webrtc peers announced together each dial the others, and
         when two offers cross a pair may never connect (seen in 1 of 5 rooms of 4 Node peers
         started at once, here); in turn, the newcomer is dialed by those in the room.
         """
         others = len(self.peers) - 1
+        before = _summed(await self._all("state", "state"))
         started = _now_ms()
         for peer in self.peers:
             await peer.command("join", "opened")
         for peer in self.peers:
             await peer.send("linked", peers=others)
         linked = await asyncio.gather(*(peer.event("linked") for peer in self.peers))
-        return float(max(event["t"] for event in linked) - started) / 1000
+        seconds = float(max(event["t"] for event in linked) - started) / 1000
+        return _spent(seconds, before, _summed(await self._all("state", "state")))
 
     async def converge(self, edits: Sequence[Sequence[bytes]]) -> Traffic:
         """Each peer types its updates, one per event-loop turn; until every text holds all."""
@@ -138,12 +141,7 @@ class ProcessRoom:
         completed = await asyncio.gather(*(peer.event("complete") for peer in self.peers))
         await asyncio.gather(*(peer.event("typed") for peer in self.peers))
         after = await self._settled(length)
-        return Traffic(
-            seconds=(max(event["t"] for event in completed) - started) / 1000,
-            messages=int(after.messages - before.messages),
-            bytes=int(after.bytes - before.bytes),
-            cpu_seconds=after.cpu_seconds - before.cpu_seconds,
-        )
+        return _spent((max(event["t"] for event in completed) - started) / 1000, before, after)
 
     async def latencies(self, editors: Sequence[int], quiet_gap: float) -> list[float]:
         """Each of ``editors`` in turn appends one character; the delays (s) until each other
@@ -181,12 +179,7 @@ class ProcessRoom:
                         for a, b in zip(after, before, strict=True)
                     )
                     if not moved and (length is None or all(s["length"] == length for s in after)):
-                        return Traffic(
-                            seconds=0.0,
-                            messages=int(sum(s["messagesSent"] for s in after)),
-                            bytes=int(sum(s["bytesSent"] for s in after)),
-                            cpu_seconds=sum(s["cpuMs"] for s in after) / 1000,
-                        )
+                        return _summed(after)
                     before = after
         except TimeoutError as exc:
             raise SyncTimeoutError(
@@ -222,6 +215,25 @@ async def process_room(
             peers.append(peer)
         await asyncio.gather(*(peer.event("ready") for peer in peers))
         yield ProcessRoom(peers, timeout)
+
+
+def _summed(states: list[dict[str, Any]]) -> Traffic:
+    """The counters of every peer's ``state`` event, summed (no time: ``seconds`` is 0)."""
+    return Traffic(
+        seconds=0.0,
+        messages=int(sum(state["messagesSent"] for state in states)),
+        bytes=int(sum(state["bytesSent"] for state in states)),
+        cpu_seconds=sum(state["cpuMs"] for state in states) / 1000,
+    )
+
+
+def _spent(seconds: float, before: Traffic, after: Traffic) -> Traffic:
+    return Traffic(
+        seconds,
+        after.messages - before.messages,
+        after.bytes - before.bytes,
+        after.cpu_seconds - before.cpu_seconds,
+    )
 
 
 def _encoded(updates: Sequence[bytes]) -> list[str]:

@@ -16,8 +16,8 @@ async def test_formation_times_every_contender_for_each_room_size() -> None:
     assert result.params["peers"] == [2, 3]
     assert result.params["connections"] == [1, 3]
     assert result.params["process_layout"] == LAYOUTS
-    for series in result.series.values():
-        assert series.unit == "s"
+    for label, series in result.series.items():
+        assert series.unit == ("CPU s" if " CPU " in label else "s")
         assert len(series.samples) == 1
         assert series.samples[0] > 0
     assert {"ratio_to_raw_aiortc_n2", "ratio_to_raw_aiortc_n3"} <= set(result.headline)
@@ -25,7 +25,10 @@ async def test_formation_times_every_contender_for_each_room_size() -> None:
     assert {f"{name} N={n}" for name in in_process for n in (2, 3)} <= set(result.series)
     require(lambda: node_root("bench formation", COMMAND))
     assert set(result.series) == {
-        f"{name} N={n}" for name in (*in_process, "y-webrtc", "mixed") for n in (2, 3)
+        f"{name}{figure} N={n}"
+        for name in (*in_process, "y-webrtc", "mixed")
+        for figure in ("", " CPU")
+        for n in (2, 3)
     }
     assert set(result.headline) == {
         f"{key}_n{n}"

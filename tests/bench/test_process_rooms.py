@@ -29,7 +29,10 @@ async def ours() -> AsyncIterator[str]:
 async def test_a_room_of_crdtsync_processes_links_converges_and_counts(ours: str) -> None:
     edits = make_edits(peers=3, edits=10)
     async with process_room(Layout(python=3, node=0), ours, root=None, timeout=TIMEOUT) as room:
-        assert await room.link() > 0
+        formed = await room.link()
+        assert formed.seconds > 0
+        assert formed.messages > 0  # HELLO and sync on each link
+        assert formed.cpu_seconds > 0
         traffic = await room.converge(edits)
         assert traffic.seconds > 0
         assert traffic.messages > 0  # batched: a few per link, whatever the edits
