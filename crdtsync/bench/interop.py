@@ -43,7 +43,7 @@ import pycrdt
 
 from crdtsync.bench import node
 from crdtsync.bench.child_peers import NODE_PACKAGES, ChildPeer
-from crdtsync.bench.process_rooms import node_root
+from crdtsync.bench.process_rooms import QUIET_WINDOW, node_root
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import LOOPBACK
 from crdtsync.errors import SyncTimeoutError
@@ -55,10 +55,6 @@ __all__ = ["find_node_modules", "preflight", "run"]
 EDITS = 200  # inserts per peer in the bytes phase
 PIECE = "abc"  # what each insert types
 PARTS = ("in-the-room;", "newcomer;")  # what the peer in the room and the newcomer type first
-# No byte counter moved for this long: the link is quiet. A measurement choice: an update and
-# its echo cross loopback in about a millisecond, and neither side sends anything on a timer
-# more often than every few seconds (awareness renewal).
-QUIET_WINDOW = 0.25
 TIMEOUT = 20.0  # for a pair to converge, for a phase to settle: a run takes well under 1 s
 COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench interop"
 

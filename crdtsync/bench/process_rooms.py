@@ -48,9 +48,9 @@ __all__ = [
     "process_room",
 ]
 
-# No counter moved for this long: the room is quiet. A measurement choice, as in interop.py:
-# an update and its echo cross loopback in about a millisecond, and no peer sends on a timer
-# more often than every second or so.
+# No counter moved for this long: the room (or interop.py's pair) is quiet. A measurement
+# choice: an update and its echo cross loopback in about a millisecond, and no peer sends on
+# a timer more often than every second or so (heartbeats on a quiet link, awareness renewal).
 QUIET_WINDOW = 0.25
 
 
