@@ -158,10 +158,8 @@ class ProcessRoom:
                     pass  # an earlier length: a change this peer saw before
                 if made > 1:
                     delays.append((seen["t"] - inserted) / 1000)
-            for index, peer in enumerate(self.peers):
-                if index == editor:  # its own insert, seen where it was made
-                    while (await peer.event("seen"))["length"] < made:
-                        pass
+            while (await self.peers[editor].event("seen"))["length"] < made:
+                pass  # its own insert, seen where it was made, drained too
             await asyncio.sleep(quiet_gap)  # pacing, not synchronisation: see latency.py
         return delays
 
