@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
-import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -44,9 +42,11 @@ from typing import Any, Protocol
 import pycrdt
 
 from crdtsync.bench import node
+from crdtsync.bench.child_peers import NODE_PACKAGES, ChildPeer
+from crdtsync.bench.process_rooms import QUIET_WINDOW, node_root
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import LOOPBACK
-from crdtsync.errors import ConfigError, SyncTimeoutError, TransportError
+from crdtsync.errors import SyncTimeoutError
 from crdtsync.peer import Peer
 from crdtsync.signaling.server import SignalingServer
 
@@ -55,13 +55,7 @@ __all__ = ["find_node_modules", "preflight", "run"]
 EDITS = 200  # inserts per peer in the bytes phase
 PIECE = "abc"  # what each insert types
 PARTS = ("in-the-room;", "newcomer;")  # what the peer in the room and the newcomer type first
-# No byte counter moved for this long: the link is quiet. A measurement choice: an update and
-# its echo cross loopback in about a millisecond, and neither side sends anything on a timer
-# more often than every few seconds (awareness renewal).
-QUIET_WINDOW = 0.25
 TIMEOUT = 20.0  # for a pair to converge, for a phase to settle: a run takes well under 1 s
-NODE_PEER = Path(__file__).with_name("ywebrtc_peer.mjs")
-NODE_PACKAGES = ("y-webrtc", "yjs", "@roamhq/wrtc", "ws")
 COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench interop"
 
 
@@ -72,14 +66,7 @@ def find_node_modules() -> Path:
 
 def preflight() -> Path:
     """Check that Node peers can run here; the folder holding node_modules, or ConfigError."""
-    interfaces = sorted(name for _, name in socket.if_nameindex())
-    if interfaces != ["lo"]:
-        raise ConfigError(
-            f"bench interop runs Node WebRTC peers, which gather candidates on every interface "
-            f"(here {', '.join(interfaces)}): run it in a loopback-only network namespace, "
-            f"`{COMMAND}`"
-        )
-    return find_node_modules()
+    return node_root("bench interop", COMMAND, NODE_PACKAGES)
 
 
 # -- the two kinds of peer ------------------------------------------------------------------------
@@ -96,10 +83,10 @@ class _Side(Protocol):
 
 
 class _NodePeer:
-    """One ``ywebrtc_peer.mjs`` process: its JSON-line events, its commands."""
+    """One ``ywebrtc_peer.mjs`` process, as the bytes phase drives it."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
+    def __init__(self, child: ChildPeer) -> None:
+        self._child = child
 
     @classmethod
     async def launch(cls, root: Path, url: str, room: str, part: str) -> _NodePeer:
@@ -110,59 +97,20 @@ class _NodePeer:
             "expect": list(PARTS),
             "timeoutMs": int(TIMEOUT * 1000),
         }
-        process = await asyncio.create_subprocess_exec(
-            "node",
-            str(NODE_PEER),
-            str(root),
-            json.dumps(settings),
-            cwd=root,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
+        return cls(await ChildPeer.node("node peer", root, settings))
 
     async def event(self, name: str) -> dict[str, Any]:
-        """The next event called ``name`` (those before it are dropped); TransportError if the
-        peer fails or exits first."""
-        assert self._process.stdout is not None
-        try:
-            async with asyncio.timeout(TIMEOUT + 5.0):  # the peer's own waits time out first
-                while True:
-                    line = await self._process.stdout.readline()
-                    if not line:
-                        code = await self._process.wait()
-                        raise TransportError(f"node peer exited with {code} before {name!r}")
-                    message: dict[str, Any] = json.loads(line)
-                    if message["event"] == "error":
-                        raise TransportError(f"node peer failed: {message['error']}")
-                    if message["event"] == name:
-                        return message
-        except TimeoutError as exc:
-            raise SyncTimeoutError(f"node peer: no {name!r} within {TIMEOUT + 5.0} s") from exc
-
-    async def command(self, cmd: str, reply: str, **args: Any) -> dict[str, Any]:
-        assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-        await self._process.stdin.drain()
-        return await self.event(reply)
+        return await self._child.event(name)
 
     async def edit(self, count: int, piece: str) -> None:
-        await self.command("edit", "edited", count=count, text=piece)
+        await self._child.command("edit", "edited", count=count, text=piece)
 
     async def state(self) -> tuple[int, int]:
-        state = await self.command("state", "state")
+        state = await self._child.command("state", "state")
         return state["length"], state["bytesSent"]
 
     async def aclose(self) -> None:
-        """Have the peer destroy its provider and exit; stop it if it does not in 5 s."""
-        stdin = self._process.stdin
-        assert stdin is not None
-        with contextlib.suppress(ConnectionError):
-            if self._process.returncode is None:
-                stdin.write(b'{"cmd": "close"}\n')
-                await stdin.drain()
-            stdin.close()
-        await node.stop_process(self._process)
+        await self._child.aclose()
 
 
 class _PythonPeer:

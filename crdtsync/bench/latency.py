@@ -15,6 +15,11 @@ every other party; its delay is send to the "message" event.
 Every party of a room runs in this one process and event loop, so a round's last receiver
 waits for the others' aiortc work as well as its own: p99 holds that queueing, for us and
 for the floor alike.
+
+Then the same rounds in rooms with each peer in a process of its own (``process_rooms.py``):
+crdtsync, y-webrtc (Node) and a mixed room. The editor stamps the wall clock just before its
+insert, each receiver when its text changed, and a delay is the difference (one machine, one
+clock). The y-webrtc and mixed rooms need Node (else skipped, with the reason).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pycrdt
 
+from crdtsync.bench.process_rooms import LAYOUTS, Contender, process_contenders
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import linked_peers, raw_mesh
 from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
@@ -43,6 +50,7 @@ TIMEOUT = 60.0  # for linking, and for one edit to reach everyone
 QUIET_GAP = DEFAULT_BATCH_WINDOW + 0.005
 # The floor's message: as long as the SYNC frame of a one-character insert (~40 bytes).
 RAW_MESSAGE = bytes(40)
+COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench latency"
 
 
 class _Arrivals:
@@ -124,8 +132,20 @@ async def raw_once(nodes: int, editors: list[int]) -> list[float]:
         return await _paced_rounds(editors, nodes, send, arrivals)
 
 
-# Measured in this order in each run: the floor, then ours.
-CONTENDERS = {"raw aiortc": raw_once, "crdtsync": crdtsync_once}
+Once = Callable[[int, list[int]], Awaitable[list[float]]]  # (nodes, editors) -> delays
+# Measured in this order in each run: the floor, then ours, then the rooms of processes.
+CONTENDERS: dict[str, Once] = {"raw aiortc": raw_once, "crdtsync": crdtsync_once}
+
+
+def in_processes(contender: Contender) -> Once:
+    """The same rounds in a room of ``contender``'s processes (module doc)."""
+
+    async def once(nodes: int, editors: list[int]) -> list[float]:
+        async with contender.room(nodes, TIMEOUT) as room:
+            await room.link()
+            return await room.latencies(editors, QUIET_GAP)
+
+    return once
 
 
 def _percentiles_ms(delays: list[float]) -> tuple[float, float]:
@@ -139,30 +159,58 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
 
     Headline per size: ``p50_ms_nN`` and ``p99_ms_nN`` (medians over runs of each run's
     percentile over all its per-receiver delays), and ``ratio_to_raw_aiortc_p50_nN`` and
-    ``..._p99_nN``: ours over the floor's.
+    ``..._p99_nN``: ours over the floor's; with Node, ``ratio_ywebrtc_to_crdtsync_processes_p50_nN``
+    and ``..._p99_nN``: y-webrtc's over crdtsync's with a process per peer.
     """
     sizes = options.peers_or(4, 8)
     result = BenchResult(
         "latency",
-        {"peers": list(sizes), "edits": EDITS, "quiet_gap_ms": QUIET_GAP * 1000, "seed": SEED},
+        {
+            "peers": list(sizes),
+            "edits": EDITS,
+            "quiet_gap_ms": QUIET_GAP * 1000,
+            "seed": SEED,
+            "process_layout": LAYOUTS,
+        },
     )
-    for nodes in sizes:
-        draw = random.Random(SEED)
-        editors = [draw.randrange(nodes) for _ in range(EDITS)]
-        for run in range(1, options.runs + 1):
-            line = []
-            for name, once in CONTENDERS.items():
-                delays = await once(nodes, editors)
-                if len(delays) != EDITS * (nodes - 1):
-                    raise RuntimeError(f"{len(delays)} delays, not {EDITS} x {nodes - 1}")
-                p50, p99 = _percentiles_ms(delays)
-                result.add(f"{name} p50 N={nodes}", "ms", p50)
-                result.add(f"{name} p99 N={nodes}", "ms", p99)
-                line.append(f"{name} p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-            progress(f"N={nodes} run {run}/{options.runs}: " + "; ".join(line))
-        for percentile in ("p50", "p99"):
-            ours = result.median(f"crdtsync {percentile} N={nodes}")
-            floor = result.median(f"raw aiortc {percentile} N={nodes}")
-            result.headline[f"{percentile}_ms_n{nodes}"] = ours
-            result.headline[f"ratio_to_raw_aiortc_{percentile}_n{nodes}"] = ours / floor
+    async with AsyncExitStack() as stack:
+        in_turn, skipped = await process_contenders(stack, "bench latency", COMMAND, progress)
+        if skipped is not None:
+            result.params["skipped"] = skipped
+        contenders = {**CONTENDERS, **{c.name: in_processes(c) for c in in_turn}}
+        for nodes in sizes:
+            await _measure_size(result, contenders, nodes, options, progress)
     return result
+
+
+async def _measure_size(
+    result: BenchResult,
+    contenders: dict[str, Once],
+    nodes: int,
+    options: BenchOptions,
+    progress: Progress,
+) -> None:
+    """Every contender, ``options.runs`` times, in rooms of ``nodes``; their headline."""
+    draw = random.Random(SEED)
+    editors = [draw.randrange(nodes) for _ in range(EDITS)]
+    for run in range(1, options.runs + 1):
+        line = []
+        for name, once in contenders.items():
+            delays = await once(nodes, editors)
+            if len(delays) != EDITS * (nodes - 1):
+                raise RuntimeError(f"{len(delays)} delays, not {EDITS} x {nodes - 1}")
+            p50, p99 = _percentiles_ms(delays)
+            result.add(f"{name} p50 N={nodes}", "ms", p50)
+            result.add(f"{name} p99 N={nodes}", "ms", p99)
+            line.append(f"{name} p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        progress(f"N={nodes} run {run}/{options.runs}: " + "; ".join(line))
+    for percentile in ("p50", "p99"):
+        ours = result.median(f"crdtsync {percentile} N={nodes}")
+        floor = result.median(f"raw aiortc {percentile} N={nodes}")
+        result.headline[f"{percentile}_ms_n{nodes}"] = ours
+        result.headline[f"ratio_to_raw_aiortc_{percentile}_n{nodes}"] = ours / floor
+        if f"y-webrtc {percentile} N={nodes}" in result.series:
+            key = f"ratio_ywebrtc_to_crdtsync_processes_{percentile}_n{nodes}"
+            result.headline[key] = result.median(
+                f"y-webrtc {percentile} N={nodes}"
+            ) / result.median(f"crdtsync, process per peer {percentile} N={nodes}")
