@@ -54,7 +54,7 @@ from crdtsync.bench.wire import WireCount, counting_sends
 from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.convergence import wait_converged
 
-__all__ = ["run"]
+__all__ = ["make_edits", "run", "time_typing"]
 
 TIMEOUT = 300.0  # for linking, and for converging: 8 y-webrtc peers take ~60 s here
 ROOM_PATH = "/bench"  # the relay's room: every client is in the same one
@@ -83,7 +83,7 @@ async def _type(doc: pycrdt.Doc[Any], updates: list[bytes]) -> None:
         await asyncio.sleep(0)  # one edit per event-loop tick
 
 
-async def _time_typing(
+async def time_typing(
     docs: Sequence[pycrdt.Doc[Any]], edits: list[list[bytes]], wire: WireCount
 ) -> Traffic:
     """Type, until every doc is equal (the time) and ``wire`` stopped moving (the traffic)."""
@@ -107,7 +107,7 @@ async def crdtsync_once(edits: list[list[bytes]]) -> Traffic:
             SignalingServer() as server,
             linked_peers(server.url, docs, room="bench", timeout=TIMEOUT),
         ):
-            return await _time_typing(docs, edits, wire)
+            return await time_typing(docs, edits, wire)
 
 
 @asynccontextmanager
@@ -143,7 +143,7 @@ async def relay_once(edits: list[list[bytes]]) -> Traffic:
         # has reached them all (the providers tell nothing about their first sync).
         docs[0].get("warm-up", type=pycrdt.Text).insert(0, ".")
         await wait_converged(docs, timeout=TIMEOUT)
-        return await _time_typing(docs, edits, wire)
+        return await time_typing(docs, edits, wire)
 
 
 def lower_bound_once(edits: list[list[bytes]]) -> float:

@@ -40,7 +40,7 @@ from crdtsync.bench.rooms import linked_peers, raw_mesh
 from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
 from crdtsync.signaling.server import SignalingServer
 
-__all__ = ["run"]
+__all__ = ["Arrivals", "paced_rounds", "percentiles_ms", "run"]
 
 EDITS = 200  # timed edits per run and room size: N-1 samples each
 SEED = 20240601  # the draw of who edits
@@ -53,7 +53,7 @@ RAW_MESSAGE = bytes(40)
 COMMAND = "scripts/loopback-netns .venv/bin/crdtsync bench latency"
 
 
-class _Arrivals:
+class Arrivals:
     """The delays with which the receivers of each round saw its edit (or message)."""
 
     def __init__(self) -> None:
@@ -77,8 +77,8 @@ class _Arrivals:
                 self._done.set_result(None)
 
 
-async def _paced_rounds(
-    editors: list[int], nodes: int, send: Callable[[int], None], arrivals: _Arrivals
+async def paced_rounds(
+    editors: list[int], nodes: int, send: Callable[[int], None], arrivals: Arrivals
 ) -> list[float]:
     """One round per editor: ``send(editor)``, await every other party, then a quiet gap.
 
@@ -98,7 +98,7 @@ async def crdtsync_once(nodes: int, editors: list[int]) -> list[float]:
     """Per-receiver delays of one run of one-character inserts among ``nodes`` peers."""
     docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(nodes)]
     texts = [doc.get("text", type=pycrdt.Text) for doc in docs]
-    arrivals = _Arrivals()
+    arrivals = Arrivals()
     for index, doc in enumerate(docs):
         doc.observe(lambda _event, index=index: arrivals.seen(index))
 
@@ -110,7 +110,7 @@ async def crdtsync_once(nodes: int, editors: list[int]) -> list[float]:
         SignalingServer() as server,
         linked_peers(server.url, docs, room="latency", timeout=TIMEOUT),
     ):
-        delays = await _paced_rounds(editors, nodes, edit, arrivals)
+        delays = await paced_rounds(editors, nodes, edit, arrivals)
     made = len(editors) + 1  # and the untimed first one
     if any(str(text) != "x" * made for text in texts):
         raise RuntimeError(f"the {nodes} documents do not all hold the {made} edits")
@@ -119,7 +119,7 @@ async def crdtsync_once(nodes: int, editors: list[int]) -> list[float]:
 
 async def raw_once(nodes: int, editors: list[int]) -> list[float]:
     """Per-receiver delays of one run of the same rounds over bare aiortc data channels."""
-    arrivals = _Arrivals()
+    arrivals = Arrivals()
     async with raw_mesh(nodes, timeout=TIMEOUT) as mesh:
         for receiver, ends in enumerate(mesh.channels):
             for channel in ends.values():
@@ -129,7 +129,7 @@ async def raw_once(nodes: int, editors: list[int]) -> list[float]:
             for channel in mesh.channels[sender].values():
                 channel.send(RAW_MESSAGE)
 
-        return await _paced_rounds(editors, nodes, send, arrivals)
+        return await paced_rounds(editors, nodes, send, arrivals)
 
 
 Once = Callable[[int, list[int]], Awaitable[list[float]]]  # (nodes, editors) -> delays
@@ -148,7 +148,7 @@ def in_processes(contender: Contender) -> Once:
     return once
 
 
-def _percentiles_ms(delays: list[float]) -> tuple[float, float]:
+def percentiles_ms(delays: list[float]) -> tuple[float, float]:
     """(p50, p99) of ``delays``, in milliseconds."""
     p99 = statistics.quantiles(delays, n=100, method="inclusive")[98]
     return statistics.median(delays) * 1000, p99 * 1000
@@ -199,7 +199,7 @@ async def _measure_size(
             delays = await once(nodes, editors)
             if len(delays) != EDITS * (nodes - 1):
                 raise RuntimeError(f"{len(delays)} delays, not {EDITS} x {nodes - 1}")
-            p50, p99 = _percentiles_ms(delays)
+            p50, p99 = percentiles_ms(delays)
             result.add(f"{name} p50 N={nodes}", "ms", p50)
             result.add(f"{name} p99 N={nodes}", "ms", p99)
             line.append(f"{name} p50 {p50:.2f} ms, p99 {p99:.2f} ms")

@@ -22,10 +22,11 @@ from typing import Any
 
 import pycrdt
 
-from crdtsync.bench.convergence import _time_typing, make_edits
-from crdtsync.bench.latency import EDITS, _Arrivals, _paced_rounds, _percentiles_ms
+from crdtsync.bench.convergence import make_edits, time_typing
+from crdtsync.bench.latency import EDITS, Arrivals, paced_rounds, percentiles_ms
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import linked_peers
+from crdtsync.bench.wire import counting_sends
 from crdtsync.errors import TransportError
 from crdtsync.peer import Peer
 from crdtsync.signaling.server import SignalingServer
@@ -72,7 +73,7 @@ async def latency_once(path: str, nodes: int, editors: list[int]) -> list[float]
     """Per-receiver delays of one-character inserts among ``nodes`` peers on ``path``."""
     docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(nodes)]
     texts = [doc.get("text", type=pycrdt.Text) for doc in docs]
-    arrivals = _Arrivals()
+    arrivals = Arrivals()
     for index, doc in enumerate(docs):
         doc.observe(lambda _event, index=index: arrivals.seen(index))
 
@@ -81,7 +82,7 @@ async def latency_once(path: str, nodes: int, editors: list[int]) -> list[float]
         text.insert(len(text), "x")
 
     async with _room(path, docs):
-        delays = await _paced_rounds(editors, nodes, edit, arrivals)
+        delays = await paced_rounds(editors, nodes, edit, arrivals)
     made = len(editors) + 1  # and the untimed first one
     if any(str(text) != "x" * made for text in texts):
         raise RuntimeError(f"the {nodes} documents do not all hold the {made} edits")
@@ -91,8 +92,9 @@ async def latency_once(path: str, nodes: int, editors: list[int]) -> list[float]
 async def convergence_once(path: str, edits: list[list[bytes]]) -> float:
     """Seconds until every peer on ``path`` holds every peer's concurrent edits."""
     docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in edits]
-    async with _room(path, docs):
-        return await _time_typing(docs, edits)
+    with counting_sends() as wire:
+        async with _room(path, docs):
+            return (await time_typing(docs, edits, wire)).seconds
 
 
 async def measure(result: BenchResult, options: BenchOptions, progress: Progress) -> None:
@@ -110,7 +112,7 @@ async def measure(result: BenchResult, options: BenchOptions, progress: Progress
         for run in range(1, options.runs + 1):
             line = []
             for path in PATHS:
-                p50, p99 = _percentiles_ms(await latency_once(path, nodes, editors))
+                p50, p99 = percentiles_ms(await latency_once(path, nodes, editors))
                 seconds = await convergence_once(path, edits)
                 result.add(f"{path} p50 N={nodes}", "ms", p50)
                 result.add(f"{path} p99 N={nodes}", "ms", p99)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pycrdt
-from tools_needed import require
+from needs import require_found
 
 from crdtsync.bench.convergence import COMMAND, make_edits
 from crdtsync.bench.process_rooms import node_root
@@ -19,7 +19,7 @@ TRAFFIC = ("messages/edit", "bytes/edit", "CPU/message", "CPU/edit")
 
 
 def test_convergence_benchmark_writes_its_headline_keys_and_chart(tmp_path: Path) -> None:
-    require(lambda: node_root("bench convergence", COMMAND))
+    require_found(lambda: node_root("bench convergence", COMMAND))
     path = tmp_path / "convergence.json"
     result = subprocess.run(
         [

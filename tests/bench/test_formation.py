@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools_needed import require
+from needs import require_found
 
 from crdtsync.bench.formation import COMMAND
 from crdtsync.bench.process_rooms import LAYOUTS, node_root
@@ -23,7 +23,7 @@ async def test_formation_times_every_contender_for_each_room_size() -> None:
     assert {"ratio_to_raw_aiortc_n2", "ratio_to_raw_aiortc_n3"} <= set(result.headline)
     in_process = {"crdtsync", "raw aiortc", "crdtsync, process per peer"}
     assert {f"{name} N={n}" for name in in_process for n in (2, 3)} <= set(result.series)
-    require(lambda: node_root("bench formation", COMMAND))
+    require_found(lambda: node_root("bench formation", COMMAND))
     assert set(result.series) == {
         f"{name}{figure} N={n}"
         for name in (*in_process, "y-webrtc", "mixed")

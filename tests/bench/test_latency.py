@@ -6,7 +6,7 @@ all hold every edit, so a run that returns has delivered them all.
 
 from __future__ import annotations
 
-from tools_needed import require
+from needs import require_found
 
 from crdtsync.bench.latency import COMMAND, EDITS
 from crdtsync.bench.process_rooms import node_root
@@ -32,7 +32,7 @@ async def test_latency_gives_percentiles_for_every_contender() -> None:
         "ratio_to_raw_aiortc_p50_n3",
         "ratio_to_raw_aiortc_p99_n3",
     } <= set(result.headline)
-    require(lambda: node_root("bench latency", COMMAND))
+    require_found(lambda: node_root("bench latency", COMMAND))
     assert names == {"crdtsync", "raw aiortc", "crdtsync, process per peer", "y-webrtc", "mixed"}
     assert {
         "ratio_ywebrtc_to_crdtsync_processes_p50_n3",

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tools_needed import require
+from needs import require_found
 
 from crdtsync.bench.child_peers import ChildPeer
 from crdtsync.bench.convergence import make_edits
@@ -88,5 +88,5 @@ async def test_a_child_that_fails_fails_the_wait_at_once(ours: str) -> None:
 
 def _node_root() -> Path:
     """The folder holding node_modules; skip (or fail under CI=true) where Node cannot run."""
-    require(lambda: node_root("tests/bench", COMMAND))
+    require_found(lambda: node_root("tests/bench", COMMAND))
     return node_root("tests/bench", COMMAND)
