@@ -3,7 +3,7 @@
 Each server runs in a process of its own on 127.0.0.1: y-webrtc's ``bin/server.js`` (Node,
 ``PORT``), and ours from ``signaling_load.py serve`` with the per-address connection caps
 raised (every simulated client comes from 127.0.0.1; see ``bench_settings``). The clients run
-in another process, ``signaling_load.py load``, with asyncio and websockets (1,000 by default,
+in another process, ``signaling_load.py load``, with asyncio and websockets (2,000 by default,
 ``--peers`` sets K). In each run, in alternating order:
 
 - y-webrtc's dialect against y-webrtc's server, then against ours: each client subscribes to
@@ -50,7 +50,7 @@ from crdtsync.testing.redis_server import RedisServer
 
 __all__ = ["find_ywebrtc_server", "run"]
 
-CLIENTS = 1000
+CLIENTS = 2000  # thousands of clients on one machine, as a busy deployment has
 RATE = 1.0  # signals per client per second: K/s offered, y-webrtc's server sends 8x that
 WARMUP = 0.5
 SECONDS = 2.0
@@ -153,7 +153,7 @@ async def run(
     non_reading: int = NON_READING,
     hostile_seconds: float = HOSTILE_SECONDS,
 ) -> BenchResult:
-    """``options.runs`` runs of K clients (``options.peers[0]``, default 1,000) on each server;
+    """``options.runs`` runs of K clients (``options.peers[0]``, default 2,000) on each server;
     ``rate``, ``seconds`` and the hostile mix (``idle``, ``non_reading``, ``hostile_seconds``)
     scale a run down for tests.
 

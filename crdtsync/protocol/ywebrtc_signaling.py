@@ -29,6 +29,7 @@ __all__ = [
     "Unsubscribe",
     "decode_topic_message",
     "encode_topic_message",
+    "relayed_publish",
 ]
 
 # A JS process sends one subscribe naming every open room; the server's per-connection room
@@ -40,6 +41,8 @@ MAX_DEPTH = 32
 _MAX_ERROR_CODE = 64
 _MAX_ERROR_MESSAGE = 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# How a lone surrogate gets into decoded JSON: an escape (UTF-8 text cannot hold one).
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,9 @@ def encode_topic_message(message: TopicMessage) -> str:
         body = {"type": "error", "code": message.code, "message": message.message}
     try:
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        _check(body)
+        _check_depth(body)
+        if _SURROGATE.search(text):  # one scan of the text, not one per string
+            raise ProtocolError("it holds a lone surrogate (it cannot be sent as UTF-8)")
     except (TypeError, ValueError, ProtocolError) as exc:
         raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from exc
     return text
@@ -131,7 +136,9 @@ def decode_topic_message(data: str | bytes, *, max_size: int) -> TopicMessage:
         raise ProtocolError(f"y-webrtc message is not JSON: {str(exc)[:100]}") from exc
     if not isinstance(body, dict):
         raise ProtocolError(f"y-webrtc message must be an object, got {type(body).__name__}")
-    _check(body)
+    _check_depth(body)
+    if _ESCAPED_SURROGATE.search(text) and _SURROGATE.search(json.dumps(body, ensure_ascii=False)):
+        raise ProtocolError("y-webrtc message holds a lone surrogate")
     kind = body.get("type")
     if kind in ("subscribe", "unsubscribe"):
         topics = _topics(body, kind)
@@ -159,6 +166,18 @@ def decode_topic_message(data: str | bytes, *, max_size: int) -> TopicMessage:
     raise ProtocolError(f"unknown y-webrtc message type {str(kind)[:100]!r}")
 
 
+def relayed_publish(frame: str | bytes, publish: Publish, clients: int) -> str:
+    """What a server relays for ``publish``, just decoded from ``frame``: the client's own
+    text with ``clients`` added, as y-webrtc's server adds it. The text was parsed and
+    checked a moment ago, so splicing beats encoding it all again (a relay's cheapest part
+    is then its JSON). Encoded anew when the client named ``clients`` itself."""
+    if isinstance(frame, str) and publish.clients is None:
+        body = frame.rstrip()
+        if body.endswith("}"):  # always, for a JSON object
+            return f'{body[:-1]},"clients":{clients:d}}}'
+    return encode_topic_message(Publish(publish.topic, publish.data, clients))
+
+
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
@@ -170,21 +189,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check(body: object) -> None:
-    """Depth at most MAX_DEPTH and no lone surrogates (they cannot be sent as UTF-8)."""
+def _check_depth(body: object) -> None:
+    """Nesting at most MAX_DEPTH: what every peer of ours accepts."""
     stack: list[tuple[object, int]] = [(body, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                raise ProtocolError(f"y-webrtc message nests deeper than {MAX_DEPTH}")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str) and _SURROGATE.search(key):
-                    raise ProtocolError("y-webrtc message holds a lone surrogate")
-                stack.append((item, depth + 1))
-        elif isinstance(value, str) and _SURROGATE.search(value):
-            raise ProtocolError("y-webrtc message holds a lone surrogate")
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > MAX_DEPTH:
+            raise ProtocolError(f"y-webrtc message nests deeper than {MAX_DEPTH}")
+        stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
 
 
 def _text(body: dict[str, Any], kind: str, name: str, max_length: int) -> str:

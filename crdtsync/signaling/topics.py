@@ -33,6 +33,7 @@ from crdtsync.protocol.ywebrtc_signaling import (
     Unsubscribe,
     decode_topic_message,
     encode_topic_message,
+    relayed_publish,
 )
 from crdtsync.signaling.cluster import Claim, ClusterCommand, Fanout, Release, RemoteMembers
 from crdtsync.signaling.limits import (
@@ -144,7 +145,7 @@ class TopicRouter:
         except ProtocolError as exc:
             self._refuse(subscriber, now, "malformed", str(exc))
             return
-        self._handle(subscriber, message, now)
+        self._handle(subscriber, message, data, now)
 
     def sent(self, conn: int, size: int) -> None:
         """``size`` bytes of ``conn``'s output reached the network: room for more relays."""
@@ -245,7 +246,9 @@ class TopicRouter:
 
     # -- rules --------------------------------------------------------------------------------
 
-    def _handle(self, subscriber: _Subscriber, message: TopicMessage, now: float) -> None:
+    def _handle(
+        self, subscriber: _Subscriber, message: TopicMessage, frame: str | bytes, now: float
+    ) -> None:
         if isinstance(message, Subscribe):
             self._subscribe(subscriber, message.topics, now)
         elif isinstance(message, Unsubscribe):
@@ -253,7 +256,7 @@ class TopicRouter:
                 if topic in subscriber.topics:
                     self._leave(subscriber, topic)
         elif isinstance(message, Publish):
-            self._publish(subscriber, message, now)
+            self._publish(subscriber, message, frame, now)
         elif isinstance(message, Ping):
             self._send(subscriber, Pong())
         else:
@@ -339,7 +342,9 @@ class TopicRouter:
                 extra=log_fields("left", room=topic, connection=subscriber.conn),
             )
 
-    def _publish(self, subscriber: _Subscriber, publish: Publish, now: float) -> None:
+    def _publish(
+        self, subscriber: _Subscriber, publish: Publish, frame: str | bytes, now: float
+    ) -> None:
         topic, data = publish.topic, publish.data
         members = self._topics.get(topic, {})
         if subscriber.conn not in members:
@@ -347,7 +352,7 @@ class TopicRouter:
             self._refuse(subscriber, now, "unexpected", reason)
             return
         try:
-            relayed = encode_topic_message(Publish(topic, data, clients=len(members)))
+            relayed = relayed_publish(frame, publish, len(members))
         except LocalProtocolError as exc:  # cannot happen for decoded input; never raise
             self._refuse(subscriber, now, "malformed", str(exc))
             return

@@ -23,6 +23,7 @@ from crdtsync.protocol.ywebrtc_signaling import (
     Unsubscribe,
     decode_topic_message,
     encode_topic_message,
+    relayed_publish,
 )
 from crdtsync.signaling.limits import SignalingSettings
 from crdtsync.signaling.tokens import make_join_token
@@ -140,6 +141,7 @@ def test_garbage_raises_only_protocol_error(data: bytes | str) -> None:
         '{"type": "publish", "topic": "t", "data": {}, "clients": -1}',
         '{"type": "publish", "topic": "t", "data": {}, "clients": true}',
         '{"type": "publish", "topic": "t", "data": "\\ud800"}',  # a lone surrogate
+        '{"type": "publish", "topic": "t", "data": {"\\uDC00": 1}}',  # one as a key
         '{"type": "publish", "topic": "t", "data": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}",
         "[" * 100_000 + "]" * 100_000,
         '{"type": "publish", "topic": "t", "data": ' + "9" * 5000 + "}",
@@ -377,3 +379,18 @@ def test_no_first_frame_login_deadline_here_only_idle() -> None:
     h.router.handle_timer(45.0)
     assert h.router.take_closing() == [(conn, 1001, "idle for 45 s")]
     assert h.router.get_timer() is None
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"publish","topic":"t","data":{"type":"announce","from":"a"}}',
+        ' {"type": "publish", "topic": "t", "data": "sealed=="}\n',
+        '{"type":"publish","topic":"t","data":[1,{"x":null}],"clients":99}',  # theirs: replaced
+    ],
+)
+def test_a_relayed_publish_is_the_clients_text_with_clients_set(frame: str) -> None:
+    publish = decode_topic_message(frame, max_size=SIZE)
+    assert isinstance(publish, Publish)
+    relayed = relayed_publish(frame, publish, 8)
+    assert decode_topic_message(relayed, max_size=SIZE) == Publish(publish.topic, publish.data, 8)
