@@ -180,9 +180,7 @@ class RedisBackplane:
                         await self._state_changed.wait()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancelled(task)
         with contextlib.suppress(*_REDIS_LOST):
             await self._redis.aclose()
 
@@ -438,8 +436,26 @@ async def _first_failure(*jobs: Awaitable[None]) -> None:
         for task in done:
             task.result()
     finally:
-        for task in tasks:
+        await _cancelled(*tasks)
+
+
+async def _cancelled(*tasks: asyncio.Future[None]) -> None:
+    """Cancel ``tasks`` and wait until each has ended. A cancellation that lands inside a
+    Redis call can be lost there (the client cleans its connection up and carries on), so a
+    task still running is cancelled again, each 0.1 s, until it ends; a cancellation of our
+    own meanwhile waits for them too."""
+    pending = {task for task in tasks if not task.done()}
+    interrupted = False  # we were cancelled meanwhile: ours ends too, once theirs have
+    while pending:
+        for task in pending:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, *_REDIS_LOST):
-                await task
+        try:
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        except asyncio.CancelledError:
+            interrupted = True
+            pending = {task for task in pending if not task.done()}
+    if interrupted:
+        raise asyncio.CancelledError
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("= a backplane task ended with %r", task.exception())

@@ -564,12 +564,15 @@ class SignalingServer:
                 commands = core.take_commands()
                 if commands and self.backplane is not None:
                     self.backplane.submit("n" if core is self.router else "y", list(commands))
+        deadlines = [d for core in self._cores if (d := core.get_timer()) is not None]
+        due = min(deadlines) if deadlines and not self._closed else None
         if self._timer is not None:
+            if due is not None and self._timer.when() <= due:
+                return  # it fires early, finds nothing due and re-arms: cheaper than per frame
             self._timer.cancel()
             self._timer = None
-        deadlines = [d for core in self._cores if (d := core.get_timer()) is not None]
-        if deadlines and not self._closed:
-            self._timer = asyncio.get_running_loop().call_at(min(deadlines), self._on_timer)
+        if due is not None:
+            self._timer = asyncio.get_running_loop().call_at(due, self._on_timer)
 
     def _on_timer(self) -> None:
         # asyncio may run a handle up to its clock resolution early: never before its time.
