@@ -28,8 +28,8 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pycrdt
@@ -40,7 +40,7 @@ from crdtsync.bench.rooms import linked_peers, raw_mesh
 from crdtsync.protocol.batching import DEFAULT_BATCH_WINDOW
 from crdtsync.signaling.server import SignalingServer
 
-__all__ = ["Arrivals", "paced_rounds", "percentiles_ms", "run"]
+__all__ = ["Arrivals", "paced_rounds", "percentiles_ms", "run", "typing_delays"]
 
 EDITS = 200  # timed edits per run and room size: N-1 samples each
 SEED = 20240601  # the draw of who edits
@@ -94,8 +94,13 @@ async def paced_rounds(
     return arrivals.delays[nodes - 1 :]
 
 
-async def crdtsync_once(nodes: int, editors: list[int]) -> list[float]:
-    """Per-receiver delays of one run of one-character inserts among ``nodes`` peers."""
+async def typing_delays(
+    room: Callable[[list[pycrdt.Doc[Any]]], AbstractAsyncContextManager[object]],
+    nodes: int,
+    editors: list[int],
+) -> list[float]:
+    """Per-receiver delays of one-character inserts among ``nodes`` docs linked by ``room``
+    (a context that links them while entered), one round per editor."""
     docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(nodes)]
     texts = [doc.get("text", type=pycrdt.Text) for doc in docs]
     arrivals = Arrivals()
@@ -106,15 +111,26 @@ async def crdtsync_once(nodes: int, editors: list[int]) -> list[float]:
         text = texts[editor]
         text.insert(len(text), "x")
 
-    async with (
-        SignalingServer() as server,
-        linked_peers(server.url, docs, room="latency", timeout=TIMEOUT),
-    ):
+    async with room(docs):
         delays = await paced_rounds(editors, nodes, edit, arrivals)
     made = len(editors) + 1  # and the untimed first one
     if any(str(text) != "x" * made for text in texts):
         raise RuntimeError(f"the {nodes} documents do not all hold the {made} edits")
     return delays
+
+
+@asynccontextmanager
+async def _signaled_room(docs: list[pycrdt.Doc[Any]]) -> AsyncIterator[object]:
+    async with (
+        SignalingServer() as server,
+        linked_peers(server.url, docs, room="latency", timeout=TIMEOUT) as peers,
+    ):
+        yield peers
+
+
+async def crdtsync_once(nodes: int, editors: list[int]) -> list[float]:
+    """Per-receiver delays of one run of one-character inserts among ``nodes`` peers."""
+    return await typing_delays(_signaled_room, nodes, editors)
 
 
 async def raw_once(nodes: int, editors: list[int]) -> list[float]:

@@ -23,7 +23,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.bench.convergence import make_edits, time_typing
-from crdtsync.bench.latency import EDITS, Arrivals, paced_rounds, percentiles_ms
+from crdtsync.bench.latency import EDITS, percentiles_ms, typing_delays
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import linked_peers
 from crdtsync.bench.wire import counting_sends
@@ -71,22 +71,7 @@ async def _room(path: str, docs: Sequence[pycrdt.Doc[Any]]) -> AsyncIterator[lis
 
 async def latency_once(path: str, nodes: int, editors: list[int]) -> list[float]:
     """Per-receiver delays of one-character inserts among ``nodes`` peers on ``path``."""
-    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc() for _ in range(nodes)]
-    texts = [doc.get("text", type=pycrdt.Text) for doc in docs]
-    arrivals = Arrivals()
-    for index, doc in enumerate(docs):
-        doc.observe(lambda _event, index=index: arrivals.seen(index))
-
-    def edit(editor: int) -> None:
-        text = texts[editor]
-        text.insert(len(text), "x")
-
-    async with _room(path, docs):
-        delays = await paced_rounds(editors, nodes, edit, arrivals)
-    made = len(editors) + 1  # and the untimed first one
-    if any(str(text) != "x" * made for text in texts):
-        raise RuntimeError(f"the {nodes} documents do not all hold the {made} edits")
-    return delays
+    return await typing_delays(lambda docs: _room(path, docs), nodes, editors)
 
 
 async def convergence_once(path: str, edits: list[list[bytes]]) -> float:
