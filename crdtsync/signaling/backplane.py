@@ -272,7 +272,9 @@ class RedisBackplane:
                 self._wake.clear()
                 await self._wake.wait()
             batch = list(self._queue)
-            await self._subscribe({self._room_channel(k, c.room): (k, c.room) for k, c in batch})
+            # A claim's room is followed before the claim announces it (its notices follow).
+            claimed = [(kind, c.room) for kind, c in batch if isinstance(c, Claim)]
+            await self._subscribe({self._room_channel(*room): room for room in claimed})
             claims: list[tuple[int, str, Claim]] = []
             async with self._redis.pipeline(transaction=False) as pipe:
                 for kind, command in batch:

@@ -104,9 +104,9 @@ class RemoteMembers:
             self._rooms.pop(room, None)
         return set(added), set(removed)
 
-    def forget(self, room: str) -> set[str]:
-        """Stop following ``room`` (none of ours is in it); returns who was there."""
-        return set(self._rooms.pop(room, {}))
+    def forget(self, room: str) -> None:
+        """Stop following ``room`` (none of ours is in it)."""
+        self._rooms.pop(room, None)
 
     def clear(self) -> dict[str, set[str]]:
         """The backplane is lost: every room is local now; returns who was where."""

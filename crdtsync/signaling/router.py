@@ -111,10 +111,6 @@ class Router:
         """Each room's members here (peer ids), for logs, metrics, the backplane and tests."""
         return {room: frozenset(members) for room, members in self._rooms.items()}
 
-    def members(self, room: str) -> frozenset[str]:
-        """Everyone in ``room``: here and, as the backplane last said, on other servers."""
-        return frozenset(self._rooms.get(room, ())) | self._remote.members(room)
-
     @property
     def room_count(self) -> int:
         """Rooms with at least one member (for /metrics and /healthz), in O(1)."""
