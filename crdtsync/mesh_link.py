@@ -45,7 +45,7 @@ class MeshLink:
         self.deadline: float | None = None
         self.neighbors: frozenset[str] = frozenset()
         self.lost = False  # the transport link is gone: nothing more can be sent on it
-        self.held: list[bytes] = []  # updates waiting for a congested link to drain
+        self.held: dict[str, list[bytes]] = {}  # by doc id: updates waiting for a drain
 
     def send(self, outgoing: list[bytes]) -> int:
         """Write what the core queued, unless the transport link is lost; a failed write

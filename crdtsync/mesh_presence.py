@@ -1,4 +1,4 @@
-"""The mesh's presence: one presence core (``protocol/awareness.py``) on the event loop.
+"""Presence in one document: a presence core (``protocol/awareness.py``) on the event loop.
 
 The core is built when the mesh starts (it reads the clock); once the room is joined its
 timer renews our state and expires silent peers. Links feed the core what they receive,
@@ -32,6 +32,14 @@ class MeshPresence:
         self._core: Presence | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+
+    @property
+    def awareness(self) -> pycrdt.Awareness:
+        return self._awareness
+
+    @property
+    def started(self) -> bool:
+        return self._core is not None
 
     @property
     def core(self) -> Presence:

@@ -117,7 +117,7 @@ async def run_peer(
 
 async def _obey(peer: Peer, commands: asyncio.StreamReader) -> bool:
     """Carry out command lines until ``quit`` (True) or the end of input (False)."""
-    text = peer.doc.get(TEXT, type=pycrdt.Text)
+    text = peer.doc().get(TEXT, type=pycrdt.Text)
     flushes = 0
     while line := await commands.readline():  # empty: stdin closed
         try:

@@ -109,13 +109,10 @@ class LinkCore(Protocol):
 
     @property
     def synced(self) -> bool: ...
-    @property
-    def documents(self) -> frozenset[str]: ...
-
+    def carries(self, doc_id: str) -> bool: ...
     def settled(self, doc_id: str) -> bool: ...
     def start(self, now: float, *, sync: bool = True) -> None: ...
     def add_document(self, doc_id: str, document: DocumentAccess, *, sync: bool = True) -> None: ...
-    def resume_document(self, doc_id: str, document: DocumentAccess) -> None: ...
     def remove_document(self, doc_id: str, *, tell: bool = True) -> None: ...
     def refuse_document(self, doc_id: str) -> None: ...
     def send_update(self, doc_id: str, update: bytes) -> None: ...
@@ -203,19 +200,29 @@ class LinkProtocol:
         """Carry one more document; then drain ``data_to_send()`` and ``events_received()``.
 
         On a started link step 1 goes out at once (with ``sync=False``, at
-        :meth:`start_sync`); frames the remote sent for it meanwhile are handled now.
+        :meth:`start_sync`); frames the remote sent for it meanwhile are handled now. A
+        document unloaded and loaded again comes back this way too: its step 1 fetches what
+        it missed, and a late step 2 from before is still welcome.
         """
-        self._add(doc_id, SyncSession(document, origin=self), sync=sync)
-
-    def resume_document(self, doc_id: str, document: DocumentAccess) -> None:
-        """Carry again a document this link synced before it was unloaded here: no step 1,
-        the remote goes on where it was; then drain as after :meth:`add_document`."""
-        self._add(doc_id, SyncSession(document, origin=self, resumed=True), sync=False)
-        self._settled.add(doc_id)
+        if doc_id in self._sessions:
+            raise LocalProtocolError(f"document {doc_id!r} is on this link already")
+        session = SyncSession(document, origin=self)
+        self._sessions[doc_id] = session
+        if self._started and sync:
+            self.resync(doc_id)
+        for frame in self._requested.pop(doc_id, ()):
+            if self.state is LinkState.CLOSED:
+                break
+            try:
+                self._handle_document(session, frame)
+            except ProtocolError as exc:
+                logger.warning("! %r: %s", self, exc)
+                self.close(exc.close_code, str(exc))
 
     def remove_document(self, doc_id: str, *, tell: bool = True) -> None:
         """Stop carrying a document; with ``tell``, say ABSENT so the remote stops sending it
-        (without, its frames come back as a ``DocumentRequested``)."""
+        (without: a document unloaded while still served; its frames come back as a
+        ``DocumentRequested``)."""
         self._session(doc_id)
         del self._sessions[doc_id]
         self._settled.discard(doc_id)
@@ -343,10 +350,9 @@ class LinkProtocol:
         """Whether every document on this link is settled (see :meth:`settled`)."""
         return self.state is LinkState.OPEN and len(self._settled) == len(self._sessions)
 
-    @property
-    def documents(self) -> frozenset[str]:
-        """The documents this link carries."""
-        return frozenset(self._sessions)
+    def carries(self, doc_id: str) -> bool:
+        """Whether this link syncs ``doc_id`` (the remote may still say ABSENT for it)."""
+        return doc_id in self._sessions
 
     def settled(self, doc_id: str) -> bool:
         """Whether nothing more is owed from the remote for ``doc_id``: its step 2 arrived, or
@@ -378,21 +384,6 @@ class LinkProtocol:
         """Whether the remote said ABSENT for ``doc_id``; LocalProtocolError if not carried."""
         self._session(doc_id)
         return doc_id in self._absent
-
-    def _add(self, doc_id: str, session: SyncSession, *, sync: bool) -> None:
-        if doc_id in self._sessions:
-            raise LocalProtocolError(f"document {doc_id!r} is on this link already")
-        self._sessions[doc_id] = session
-        if self._started and sync:
-            self.resync(doc_id)
-        for frame in self._requested.pop(doc_id, ()):
-            if self.state is LinkState.CLOSED:
-                break
-            try:
-                self._handle_document(session, frame)
-            except ProtocolError as exc:
-                logger.warning("! %r: %s", self, exc)
-                self.close(exc.close_code, str(exc))
 
     def _say_absent(self, doc_id: str) -> None:
         if self.state is LinkState.OPEN and CAPABILITY_WORKSPACE in self.remote_capabilities:

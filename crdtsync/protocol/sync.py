@@ -86,12 +86,10 @@ _EMPTY_UPDATE = b"\x00\x00"
 class SyncSession:
     """Sync of one document over one link; every method returns the messages to send."""
 
-    def __init__(self, document: DocumentAccess, *, origin: object, resumed: bool = False) -> None:
+    def __init__(self, document: DocumentAccess, *, origin: object) -> None:
         self._document = document
         self._origin = origin
-        # Resumed: the document was synced on this link before it was unloaded, and the
-        # remote goes on where it was (updates, a late step 2).
-        self.state = SyncState.SYNCED if resumed else SyncState.NEW
+        self.state = SyncState.NEW
 
     def reset(self) -> None:
         """Start over: the remote dropped the document (ABSENT) and has now opened it again."""

@@ -153,9 +153,6 @@ class YWebrtcLinkProtocol:
         """A y-webrtc room is one document: there is never another to add."""
         raise LocalProtocolError(f"a y-webrtc link carries one document, not also {doc_id!r}")
 
-    def resume_document(self, doc_id: str, document: DocumentAccess) -> None:
-        self.add_document(doc_id, document)
-
     def remove_document(self, doc_id: str, *, tell: bool = True) -> None:
         """Its one document goes when the link goes: there is nothing to remove apart."""
         raise LocalProtocolError(f"a y-webrtc link keeps its one document {self._doc_id!r}")
@@ -223,9 +220,8 @@ class YWebrtcLinkProtocol:
         """Whether step 2 arrived on this link."""
         return self.state is LinkState.OPEN and self._synced
 
-    @property
-    def documents(self) -> frozenset[str]:
-        return frozenset({self._doc_id})
+    def carries(self, doc_id: str) -> bool:
+        return doc_id == self._doc_id
 
     def settled(self, doc_id: str) -> bool:
         """Whether step 2 arrived for ``doc_id`` (a Yjs peer always holds the room's one)."""
