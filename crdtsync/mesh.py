@@ -19,15 +19,11 @@ import random
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-import pycrdt
-
-from crdtsync.errors import ProtocolError, SyncTimeoutError, TransportError
+from crdtsync.errors import SyncTimeoutError, TransportError
 from crdtsync.mesh_dialing import MeshDialing
-from crdtsync.mesh_documents import MeshDocument, MeshDocuments
-from crdtsync.mesh_first_sync import FirstSyncGate
+from crdtsync.mesh_documents import MeshDocuments
 from crdtsync.mesh_link import MeshLink
 from crdtsync.mesh_outbox import MeshOutbox
-from crdtsync.mesh_presence import MeshPresence
 from crdtsync.mesh_settings import (
     DEFAULT_MAX_CONNS,
     DEFAULT_PRESENCE_TIMEOUT,
@@ -35,20 +31,10 @@ from crdtsync.mesh_settings import (
     MeshSettings,
     native_link_core,
 )
-from crdtsync.protocol.events import (
-    AwarenessQueried,
-    AwarenessReceived,
-    DocumentAbsent,
-    DocumentRequested,
-    Event,
-    HelloReceived,
-    LinkClosed,
-    LinksReceived,
-    SyncCompleted,
-)
+from crdtsync.mesh_workspace import MeshWorkspace, ServeDocument
+from crdtsync.protocol.events import Event, HelloReceived, LinkClosed, LinksReceived
 from crdtsync.protocol.frames import CloseCode
 from crdtsync.protocol.link import LinkState
-from crdtsync.replica import Replica
 from crdtsync.transport.base import Connector, Link
 from crdtsync.transport.stats import LinkStats
 from crdtsync.workspace import SharePolicy, share_everything
@@ -65,10 +51,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ANNOUNCE_DELAY = 0.010  # seconds new links wait to be announced (see _announce_links_soon)
-
-ServeDocument = Callable[[str], Replica | None]
-"""``serve(doc_id)``: a replica of a document that is not open, loaded for a remote that
-asks for it (from the store), or None when it is not kept here."""
 
 
 class Mesh:
@@ -87,32 +69,40 @@ class Mesh:
         self._link_core = link_core
         self.connector = connector
         self.settings = settings or MeshSettings()
-        self._share = share
-        self._serve = serve
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: dict[str, MeshLink] = {}
-        self._documents = MeshDocuments()
+        documents = MeshDocuments()
         self._dialing = MeshDialing(
             connector, self.settings, rng or random.Random(), self._conns.keys()
         )
         self._outbox = MeshOutbox(
             connector.local_id,
-            self._documents,
+            documents,
             self._conns,
             self.settings,
             pump=self._pump,
             notify=self._notify,
         )
-        self._first_sync = FirstSyncGate(connector.local_id, self._sync_held)
+        # The documents and the links that carry each: open_document, close_document, pin,
+        # awareness, settled, served, on_presence (what Peer asks of them).
+        self.workspace = MeshWorkspace(
+            connector.local_id,
+            documents,
+            self._conns,
+            self.settings,
+            share=share,
+            serve=serve,
+            pump=self._pump,
+            notify=self._notify,
+            schedule=self._outbox.schedule,
+            flush=self._outbox.flush,
+        )
         self._announced: frozenset[str] = frozenset()
         self._announce_timer: asyncio.TimerHandle | None = None
-        self._unload_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._waiters: list[asyncio.Future[None]] = []
         # Told after links, sync or congestion may have changed (Peer's host events).
         self.on_change: Callable[[], None] | None = None
-        # Told when an open document gets its presence (Peer's host events watch it).
-        self.on_presence: Callable[[str, pycrdt.Awareness], None] | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         # Transport messages' bytes, every link counted, for progress displays and benchmarks.
@@ -145,29 +135,6 @@ class Mesh:
         """The other peers in the room, as the connector last said."""
         return self._dialing.members
 
-    @property
-    def documents(self) -> frozenset[str]:
-        """The ids of the documents the host has open."""
-        return self._documents.pinned
-
-    @property
-    def served(self) -> frozenset[str]:
-        """The ids of documents loaded for remote peers, not open here (unloaded when idle)."""
-        return frozenset(doc.doc_id for doc in self._documents if not doc.pinned)
-
-    def replica(self, doc_id: str) -> Replica | None:
-        """The replica of a loaded document (open or served)."""
-        document = self._documents.get(doc_id)
-        return None if document is None else document.replica
-
-    def settled(self, doc_id: str) -> bool:
-        """Whether every open link that carries ``doc_id`` has settled it."""
-        return all(
-            conn.protocol.settled(doc_id)
-            for _, conn in self._open_links()
-            if conn.protocol.carries(doc_id)
-        )
-
     def link_stats(self) -> dict[str, LinkStats]:
         """Each open link's path, round-trip time and traffic, by remote peer id."""
         now = self._now() if self._loop is not None else 0.0
@@ -179,126 +146,6 @@ class Mesh:
             if conn.protocol.state is LinkState.OPEN:
                 yield remote, conn
 
-    # -- documents ------------------------------------------------------------------------------
-
-    def open_document(self, replica: Replica) -> None:
-        """Sync ``replica``'s document from now on, on every link that may carry it."""
-        self._load(replica, pinned=True)
-
-    def pin(self, doc_id: str) -> Replica | None:
-        """Keep a loaded document open for the host (one served so far stays loaded); its
-        replica, or None if it is not loaded."""
-        document = self._documents.get(doc_id)
-        if document is None:
-            return None
-        if not document.pinned:
-            self._documents.pin(document)
-            if document.presence is not None and self.on_presence is not None:
-                self.on_presence(doc_id, document.presence.awareness)
-        return document.replica
-
-    def close_document(self, doc_id: str, *, still_served: bool) -> None:
-        """Stop syncing an open document after sending what is pending, our presence in it
-        withdrawn. ``still_served``: remotes may still ask for it (from the store), so links
-        are not told it is gone."""
-        document = self._documents.get(doc_id)
-        if document is None:
-            return
-        if document.presence is not None:
-            document.presence.awareness.set_local_state(None)  # others drop our cursor
-        self.flush()
-        self._unload(document, tell=not still_served)
-
-    def awareness(self, doc_id: str) -> pycrdt.Awareness:
-        """The awareness of a loaded document, its presence made now if it had none."""
-        document = self._documents.get(doc_id)
-        assert document is not None, f"document {doc_id!r} not loaded"
-        return self._presence(document).awareness
-
-    def _load(self, replica: Replica, *, pinned: bool) -> MeshDocument:
-        document = MeshDocument(replica, pinned=pinned, now=self._now_or_zero())
-        self._documents.add(document)
-        replica.on_outgoing = lambda: self._outbox.schedule(document)
-        doc_id = replica.doc_id
-        for remote, conn in list(self._conns.items()):
-            if conn.protocol.state is not LinkState.CLOSED and self._share(remote, doc_id):
-                self._add_to_link(conn, document)
-        self._arm_unload()
-        return document
-
-    def _add_to_link(self, conn: MeshLink, document: MeshDocument) -> None:
-        remote, doc_id = conn.link.remote_id, document.doc_id
-        conn.protocol.add_document(
-            doc_id, document.replica, sync=self._first_sync.admit(remote, doc_id)
-        )
-        if document.presence is not None and document.presence.started:
-            conn.protocol.send_awareness(doc_id, document.presence.core.full_state())
-        self._pump(conn)
-
-    def _unload(self, document: MeshDocument, *, tell: bool) -> None:
-        doc_id = document.doc_id
-        self._documents.remove(doc_id)
-        self._first_sync.forget(doc_id)
-        for conn in list(self._conns.values()):
-            if conn.protocol.state is not LinkState.CLOSED and conn.protocol.carries(doc_id):
-                conn.protocol.remove_document(doc_id, tell=tell)
-                conn.held.pop(doc_id, None)
-                self._pump(conn)
-        if document.presence is not None:
-            document.presence.close()
-        document.replica.on_outgoing = None
-        document.replica.close()
-        logger.debug("= %s unloaded %s", self.local_id, doc_id)
-        self._notify()
-
-    def _presence(self, document: MeshDocument) -> MeshPresence:
-        """The document's presence, made (and started, once the mesh is) on first use."""
-        if document.presence is None:
-            presence = MeshPresence(
-                pycrdt.Awareness(document.replica.doc),
-                timeout=self.settings.presence_timeout,
-                on_outgoing=lambda: self._outbox.schedule(document),
-            )
-            document.presence = presence
-            if self._loop is not None:
-                # Links up already learn of it at its first change: an empty state shows
-                # nothing. Links that open later get its full state.
-                presence.start(self._loop)
-                presence.arm()
-            if document.pinned and self.on_presence is not None:
-                self.on_presence(document.doc_id, presence.awareness)
-        return document.presence
-
-    def _requested(self, conn: MeshLink, doc_id: str) -> None:
-        """The remote sent a frame for a document its link does not carry: carry it if we
-        have it (or the store does) and may share it, else answer as one we lack."""
-        remote = conn.link.remote_id
-        document = self._documents.get(doc_id) if self._share(remote, doc_id) else None
-        if document is None and self._serve is not None and self._share(remote, doc_id):
-            replica = self._serve(doc_id)
-            if replica is not None:
-                logger.debug("= %s serves %s to %s", self.local_id, doc_id, remote)
-                document = self._load(replica, pinned=False)  # added to this link too
-        if document is None:
-            conn.protocol.refuse_document(doc_id)
-        elif not conn.protocol.carries(doc_id):
-            self._add_to_link(conn, document)
-
-    def _arm_unload(self) -> None:
-        """Check for idle served documents every half ``unload_after`` while there are any."""
-        if self._unload_timer is None and self._loop is not None and self._serve is not None:
-            delay = self.settings.unload_after / 2
-            self._unload_timer = self._loop.call_at(self._now() + delay, self._unload_idle)
-
-    def _unload_idle(self) -> None:
-        self._unload_timer = None
-        if self._closed:
-            return
-        for document in self._documents.idle(self._now(), self.settings.unload_after):
-            self._unload(document, tell=False)
-        if self.served:
-            self._arm_unload()
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -306,11 +153,7 @@ class Mesh:
         self._loop = asyncio.get_running_loop()
         self._dialing.start(self._loop)
         self._outbox.start(self._loop)
-        self._first_sync.start(self._loop)
-        for document in self._documents:
-            if document.presence is not None:
-                document.presence.start(self._loop)
-                document.presence.arm()
+        self.workspace.start(self._loop)
         await self.connector.start(self)
         logger.info("= %s joined its room", self.local_id)
 
@@ -332,15 +175,9 @@ class Mesh:
             conn.protocol.close(CloseCode.GOING_AWAY, "peer is leaving")
             self._pump(conn)
         self._dialing.close()
-        self._first_sync.close()
-        for handle in (self._announce_timer, self._unload_timer):
-            if handle is not None:
-                handle.cancel()
-        for document in self._documents:
-            document.replica.on_outgoing = None
-            document.replica.close()
-            if document.presence is not None:
-                document.presence.close()
+        self.workspace.close()
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
         await self.connector.aclose()
         while self._background:
             for result in await asyncio.gather(*list(self._background), return_exceptions=True):
@@ -386,7 +223,7 @@ class Mesh:
             logger.debug("= %s keeps its older link to %s", self.local_id, remote)
             self._spawn(link.aclose())
             return
-        shared = [doc for doc in self._documents if self._share(remote, doc.doc_id)]
+        shared = self.workspace.shared_with(remote)
         protocol = self._link_core(
             self.local_id, {doc.doc_id: doc.replica for doc in shared}, remote, self.settings.link
         )
@@ -397,25 +234,13 @@ class Mesh:
             existing.protocol.close(CloseCode.DUPLICATE, "replaced by a newer link")
             self._pump(existing)
         protocol.start(self._now(), sync=False)
-        for document in shared:
-            if self._first_sync.admit(remote, document.doc_id):
-                protocol.start_sync(document.doc_id)
-            if document.presence is not None:
-                protocol.send_awareness(document.doc_id, document.presence.core.full_state())
+        self.workspace.link_started(conn, shared)
         if self.peers:  # the remote takes us for linked with nobody until told otherwise
             protocol.send_links(self.peers)
         logger.debug(
             "> %s opened a link to %s (initiator=%s)", self.local_id, remote, link.initiator
         )
         self._pump(conn)
-
-    def _sync_held(self, remote: str, doc_id: str) -> None:
-        """Start the sync of a document that a link held back while another link's first
-        sync of it was in flight."""
-        conn = self._conns.get(remote)
-        if conn is not None and conn.protocol.carries(doc_id):
-            conn.protocol.start_sync(doc_id)
-            self._pump(conn)
 
     def link_failed(self, remote_id: str, reason: str) -> None:
         if self._closed:
@@ -472,32 +297,13 @@ class Mesh:
             logger.info("= %s linked with %s", self.local_id, remote)
             self._dialing.linked(remote)
             self._announce_links_soon()
-        elif isinstance(event, SyncCompleted | DocumentAbsent):
-            settled = "synced" if isinstance(event, SyncCompleted) else "lacks"
-            logger.debug("= %s: %s %s %s", self.local_id, remote, settled, event.doc_id)
-            self._first_sync.completed(remote, event.doc_id)
-        elif isinstance(event, DocumentRequested):
-            self._requested(conn, event.doc_id)
-        elif isinstance(event, AwarenessReceived | AwarenessQueried):
-            self._presence_event(conn, event)
         elif isinstance(event, LinksReceived):
             conn.neighbors = event.peer_ids
         elif isinstance(event, LinkClosed):
             self._forget(conn, event)
+        else:
+            self.workspace.on_event(conn, event, self._now())
         self._notify()
-
-    def _presence_event(self, conn: MeshLink, event: AwarenessReceived | AwarenessQueried) -> None:
-        document = self._documents.get(event.doc_id)
-        if document is None:  # only carried documents reach here, and those are loaded
-            return
-        presence = self._presence(document)
-        if isinstance(event, AwarenessQueried):
-            conn.protocol.send_awareness(event.doc_id, presence.core.full_state())
-            return
-        try:
-            presence.core.receive_update(event.update, conn.protocol, self._now())
-        except ProtocolError as exc:
-            conn.protocol.close(exc.close_code, str(exc))
 
     def _forget(self, conn: MeshLink, event: LinkClosed) -> None:
         remote = conn.link.remote_id
@@ -507,7 +313,7 @@ class Mesh:
         self._spawn(conn.link.aclose())
         if self._closed:
             return
-        self._first_sync.unlinked(remote, replaced=remote in self._conns)
+        self.workspace.link_gone(conn, replaced=remote in self._conns)
         side = "remote" if event.by_remote else "local"
         logger.info(
             "= %s unlinked from %s (%s, %d %s)",
@@ -517,20 +323,10 @@ class Mesh:
             event.code,
             event.reason,
         )
-        for document in self._documents:
-            if document.presence is not None and document.presence.started:
-                document.presence.core.forget_origin(conn.protocol)
         if event.code == CloseCode.DUPLICATE:
             return  # the link that replaces it syncs in full
         if conn.protocol.remote_id is not None:
-            # Updates in flight on the lost link may be gone, and peers may have counted on
-            # that link when they chose not to relay: ask everyone else for what we lack.
-            lost = [doc.doc_id for doc in self._documents if conn.protocol.carries(doc.doc_id)]
-            for other in list(self._conns.values()):
-                for doc_id in lost:
-                    if other.protocol.carries(doc_id):
-                        other.protocol.resync(doc_id)
-                self._pump(other)
+            self.workspace.resync_lost(conn)
             self._announce_links()
         self._dialing.lost(remote, event, self._now())
 
@@ -565,9 +361,6 @@ class Mesh:
 
     def _now(self) -> float:
         return self._started_loop().time()
-
-    def _now_or_zero(self) -> float:
-        return 0.0 if self._loop is None else self._loop.time()
 
     def _arm(self, conn: MeshLink) -> None:
         if self._conns.get(conn.link.remote_id) is conn:

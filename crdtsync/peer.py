@@ -170,9 +170,10 @@ class Peer:
         self._events = HostEvents(
             self._mesh, signaling_connected=None if network is not None else False
         )
-        self._mesh.on_presence = self._events.watch_presence
+        self._workspace = self._mesh.workspace
+        self._workspace.on_presence = self._events.watch_presence
         if doc is not None:
-            self._mesh.open_document(Replica(doc, doc_id=DEFAULT_DOC_ID, store=self._store))
+            self._workspace.open_document(Replica(doc, doc_id=DEFAULT_DOC_ID, store=self._store))
         if isinstance(self._connector, WebRTCConnector | YWebrtcConnector):
             self._connector.signaling.on_connection_changed = self._events.signaling_changed
         self._started = False
@@ -193,13 +194,13 @@ class Peer:
     @property
     def documents(self) -> frozenset[str]:
         """The ids of the documents open here."""
-        return self._mesh.documents
+        return self._workspace.documents.pinned
 
     @property
     def served(self) -> frozenset[str]:
         """The ids of documents loaded from the store for remote peers that asked for them,
         not open here: they are unloaded again once idle."""
-        return self._mesh.served
+        return self._workspace.served
 
     def doc(self, doc_id: str = DEFAULT_DOC_ID) -> pycrdt.Doc[Any]:
         """The open document ``doc_id`` (by default the document of ``Peer(doc, ...)``)."""
@@ -214,7 +215,7 @@ class Peer:
         """This peer's presence (cursor, name) in an open document, and what it knows of
         others': presence is per document, as editors show cursors per file."""
         self._open_replica(doc_id)
-        return self._mesh.awareness(doc_id)
+        return self._workspace.awareness(doc_id)
 
     async def open(
         self, doc_id: str, *, doc: pycrdt.Doc[Any] | None = None, timeout: float = 10.0
@@ -228,17 +229,17 @@ class Peer:
             raise ConfigError(
                 f"a y-webrtc room is one document ({DEFAULT_DOC_ID!r}), not {doc_id!r}"
             )
-        replica = self._mesh.pin(doc_id)
+        replica = self._workspace.pin(doc_id)
         if replica is None:
             replica = Replica(
                 pycrdt.Doc() if doc is None else doc, doc_id=doc_id, store=self._store
             )
-            self._mesh.open_document(replica)
+            self._workspace.open_document(replica)
         elif doc is not None and doc is not replica.doc:
             raise ConfigError(f"document {doc_id!r} is open here already, with another Doc")
         if self._started:
             await self.wait_for(
-                lambda: self._mesh.settled(doc_id), timeout=timeout, what=f"{doc_id!r} in sync"
+                lambda: self._workspace.settled(doc_id), timeout=timeout, what=f"{doc_id!r} in sync"
             )
         return replica.doc
 
@@ -247,7 +248,7 @@ class Peer:
         usable. With a store, remote peers may still sync it with us (from the store)."""
         self._open_replica(doc_id)
         stored = self._store is not None and doc_id in self._store.documents()
-        self._mesh.close_document(doc_id, still_served=stored)
+        self._workspace.close_document(doc_id, still_served=stored)
         self._events.unwatch_presence(doc_id)
 
     @property
@@ -349,7 +350,9 @@ class Peer:
         await self._mesh.wait_until(predicate, timeout=timeout, what=what)
 
     def _open_replica(self, doc_id: str) -> Replica:
-        replica = self._mesh.replica(doc_id) if doc_id in self._mesh.documents else None
+        replica = (
+            self._workspace.replica(doc_id) if doc_id in self._workspace.documents.pinned else None
+        )
         if replica is None:
             open_ids = ", ".join(repr(open_id) for open_id in sorted(self.documents)) or "none"
             raise ConfigError(f"document {doc_id!r} is not open here (open: {open_ids})")

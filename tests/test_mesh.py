@@ -155,7 +155,7 @@ def test_glare_leaves_one_link() -> None:
         docs = [pycrdt.Doc(), pycrdt.Doc()]
         meshes = [Mesh(network.connector("room")) for _ in docs]
         for mesh, doc in zip(meshes, docs, strict=True):
-            mesh.open_document(Replica(doc))
+            mesh.workspace.open_document(Replica(doc))
             await mesh.start()
         alice, bob = meshes
         bob.connector.dial(alice.local_id)  # the larger id dials too, against the rule: glare
