@@ -468,9 +468,10 @@ def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) 
         for wire in unpacker:
             frames.append(_frame_from_wire(wire, max_frame_size))
     except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as exc:
-        raise ProtocolError(f"message holds bytes that are not a msgpack value: {exc}") from exc
+        raise ProtocolError(f"frame is not a msgpack value: {exc!r}") from exc
     if unpacker.tell() != len(data) or not frames:
-        raise ProtocolError(f"message ends inside a frame ({len(data) - unpacker.tell()} bytes)")
+        left = len(data) - unpacker.tell()
+        raise ProtocolError(f"message ends inside a frame ({left} bytes of it)")
     return frames
 
 
