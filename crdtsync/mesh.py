@@ -40,7 +40,8 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import CloseCode
-from crdtsync.protocol.link import LinkCore, LinkState
+from crdtsync.protocol.link import Arrival, LinkCore, LinkState
+from crdtsync.protocol.relay import Sources, flood_targets, merge_sources, update_targets
 from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
 from crdtsync.transport.stats import LinkStats
@@ -385,7 +386,10 @@ class Mesh:
         elif isinstance(event, AwarenessQueried):
             conn.protocol.send_awareness(event.doc_id, self._presence_core().full_state())
         elif isinstance(event, LinksReceived):
+            lost = conn.neighbors - event.peer_ids
             conn.neighbors = event.peer_ids
+            if lost:
+                self._request_resyncs(f"{remote} lost its link with {', '.join(sorted(lost))}")
         elif isinstance(event, LinkClosed):
             self._forget(conn, event)
         self._notify()
@@ -423,9 +427,18 @@ class Mesh:
             for other in list(self._conns.values()):
                 other.protocol.resync(self.replica.doc_id)
                 self._pump(other)
+            self._request_resyncs(f"the link with {remote} is lost")
             self._announce_links()
         self._policy.failed(remote, self._now())
         self._maintain()
+
+    def _request_resyncs(self, why: str) -> None:
+        """Ask every link to pull from us: we relayed on a neighbour list that named a link
+        now lost, so we may have kept updates from peers that counted on it."""
+        logger.debug("> %s asks its links to resync: %s", self.local_id, why)
+        for conn in list(self._conns.values()):
+            conn.protocol.request_resync(self.replica.doc_id)
+            self._pump(conn)
 
     def _announce_links_soon(self) -> None:
         """Announce new links after ANNOUNCE_DELAY: a forming mesh opens links in a burst,
@@ -469,11 +482,12 @@ class Mesh:
         touched: dict[str, MeshLink] = {}
         doc_id = self.replica.doc_id
         for outgoing in self.replica.take_outgoing():
-            for remote, conn in self._targets(outgoing.origin):
-                self._send_update(conn, outgoing.update)
+            sources = self._sources(outgoing.origin)
+            for remote, conn in self._targets(outgoing.origin, sources):
+                self._send_update(conn, outgoing.update, sources)
                 touched[remote] = conn
         for presence in self._presence_core().updates_to_send(self._now()):
-            for remote, conn in self._targets(presence.origin):
+            for remote, conn in self._presence_targets(presence.origin):
                 conn.protocol.send_awareness(doc_id, presence.update)
                 touched[remote] = conn
         if touched:
@@ -481,15 +495,16 @@ class Mesh:
         for conn in touched.values():
             self._pump(conn)
 
-    def _send_update(self, conn: MeshLink, update: bytes) -> None:
+    def _send_update(self, conn: MeshLink, update: bytes, sources: Sources) -> None:
         """Send now, or hold while the link's send buffer is over the high-water mark."""
         if not conn.held and conn.link.buffered_amount <= self.settings.link.send_buffer_high:
-            conn.protocol.send_update(self.replica.doc_id, update)
+            conn.protocol.send_update(self.replica.doc_id, update, sources)
             return
         if not conn.held:
             logger.debug("= %s holds updates for %s: link congested", self.local_id, conn.link)
             self._notify()
         conn.held.append(update)
+        conn.held_sources = merge_sources(conn.held_sources, sources)
         if len(conn.held) >= MERGE_GROUP:  # keep what waits small: one merged update
             conn.held[:] = [merge_many(conn.held)]
 
@@ -498,19 +513,40 @@ class Mesh:
         if conn.held:
             update = merge_many(conn.held)
             conn.held.clear()
+            sources, conn.held_sources = conn.held_sources, frozenset()
             logger.debug("= %s releases %d held bytes to %s", self.local_id, len(update), conn.link)
-            conn.protocol.send_update(self.replica.doc_id, update)
+            conn.protocol.send_update(self.replica.doc_id, update, sources)
 
-    def _targets(self, origin: object | None) -> Iterator[tuple[str, MeshLink]]:
-        """The links an update goes to: not back where it came from, and not to peers that
-        have a link of their own with its source (that peer sends it to them)."""
-        source = origin.remote_id if isinstance(origin, LinkCore) else None
-        for remote, conn in list(self._conns.items()):
-            if conn.protocol.state is LinkState.CLOSED or conn.protocol is origin:
-                continue
-            if source is not None and source in conn.neighbors:
-                continue
-            yield remote, conn
+    def _sources(self, origin: object | None) -> Sources:
+        """Whose edits an outgoing update holds: ours, those its link said, or not known."""
+        if origin is None:
+            return frozenset({self.local_id})
+        return origin.sources if isinstance(origin, Arrival) else None
+
+    def _targets(self, origin: object | None, sources: Sources) -> Iterator[tuple[str, MeshLink]]:
+        """The links an update with these ``sources`` goes to (``protocol/relay.py``)."""
+        if isinstance(origin, Arrival):
+            origin = origin.link
+        arrival = origin.remote_id if isinstance(origin, LinkCore) else None
+        conns = self._open_conns()
+        lists = {remote: conn.neighbors for remote, conn in conns.items()}
+        for remote in update_targets(self.local_id, lists, sources=sources, arrival=arrival):
+            yield remote, conns[remote]
+
+    def _presence_targets(self, origin: object | None) -> Iterator[tuple[str, MeshLink]]:
+        """The links a presence update goes to: not back where it came from, and not to peers
+        that have a link of their own with its source (that peer sends it to them)."""
+        arrival = origin.remote_id if isinstance(origin, LinkCore) else None
+        conns = self._open_conns()
+        for remote in flood_targets({r: c.neighbors for r, c in conns.items()}, arrival):
+            yield remote, conns[remote]
+
+    def _open_conns(self) -> dict[str, MeshLink]:
+        return {
+            remote: conn
+            for remote, conn in self._conns.items()
+            if conn.protocol.state is not LinkState.CLOSED
+        }
 
     # -- choosing whom to dial ------------------------------------------------------------------
 

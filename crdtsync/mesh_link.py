@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from crdtsync.protocol.link import LinkCore
+from crdtsync.protocol.relay import Sources
 from crdtsync.transport.base import Link
 from crdtsync.transport.stats import LinkStats
 
@@ -22,6 +23,7 @@ class MeshLink:
         "bytes_sent",
         "deadline",
         "held",
+        "held_sources",
         "link",
         "lost",
         "messages_received",
@@ -42,6 +44,7 @@ class MeshLink:
         self.neighbors: frozenset[str] = frozenset()
         self.lost = False  # the transport link is gone: nothing more can be sent on it
         self.held: list[bytes] = []  # updates waiting for a congested link to drain
+        self.held_sources: Sources = frozenset()  # whose edits they hold
 
     def stats(self, now: float) -> LinkStats:
         """Its path, round-trip time and traffic, at loop time ``now``."""

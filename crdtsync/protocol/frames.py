@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 import msgpack
 
 from crdtsync.errors import LocalProtocolError, ProtocolError
-from crdtsync.protocol.ymessages import parse_awareness_message, parse_sync_message
+from crdtsync.protocol.ymessages import SyncType, parse_awareness_message, parse_sync_message
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -38,6 +38,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Reassembler",
+    "Relay",
+    "Resync",
     "Sync",
     "decode_frame",
     "encode_frame",
@@ -58,6 +60,8 @@ class FrameKind(IntEnum):
     CHUNK = 5
     BYE = 6
     LINKS = 7
+    RELAY = 9
+    RESYNC = 10
 
 
 class CloseCode(IntEnum):
@@ -91,6 +95,9 @@ MAX_LINK_IDS = 1024  # matches the awareness client limit: far above any room we
 
 _MAX_UINT64 = 2**64 - 1  # msgpack's largest integer
 _HELLO_KEYS = frozenset({"v", "id", "caps"})
+_DOCUMENT_KINDS = frozenset(
+    {FrameKind.SYNC, FrameKind.AWARENESS, FrameKind.RELAY, FrameKind.RESYNC}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,26 @@ class Links:
     peer_ids: frozenset[str]
 
 
-Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A y-protocols update message with the peers whose edits it holds (its sources): each
+    source sent it to all its links, which tells relays whom they need not send it to
+    (``protocol/relay.py``). A plain SYNC update is one whose sources are not known."""
+
+    doc_id: str
+    message: bytes
+    sources: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Asks the remote for its step 1 of a document, so that it gets what it lacks from us:
+    we may have kept updates from it on a neighbour list that named a link already lost."""
+
+    doc_id: str
+
+
+Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links | Relay | Resync
 
 _Error: TypeAlias = type[ProtocolError]
 
@@ -261,6 +287,22 @@ def _check_frame(frame: object, error: _Error, max_frame_size: int) -> None:
     elif isinstance(frame, Links):
         for peer_id in _id_set(frame.peer_ids, "link ids", error, MAX_LINK_IDS):
             _peer_id(peer_id, "LINKS peer id", error)
+    elif isinstance(frame, Relay):
+        _str(frame.doc_id, "RELAY doc_id", error, MAX_DOC_ID_LENGTH)
+        message = _bin(frame.message, "RELAY message", error)
+        try:
+            sync_type, _ = parse_sync_message(message)
+        except ProtocolError as exc:
+            raise error(f"RELAY frame for doc {frame.doc_id!r}: {exc}") from exc
+        if sync_type is not SyncType.UPDATE:
+            raise error(f"RELAY frame for doc {frame.doc_id!r} carries a {sync_type.name}")
+        sources = _id_set(frame.sources, "RELAY sources", error, MAX_LINK_IDS)
+        if not sources:
+            raise error("RELAY sources are empty (an update of unknown sources is a SYNC)")
+        for peer_id in sources:
+            _peer_id(peer_id, "RELAY source", error)
+    elif isinstance(frame, Resync):
+        _str(frame.doc_id, "RESYNC doc_id", error, MAX_DOC_ID_LENGTH)
     else:
         raise error(f"not a frame: {type(frame).__name__}")
 
@@ -281,6 +323,10 @@ def _to_wire(frame: Frame) -> list[Any]:
         return [FrameKind.CHUNK, "", [frame.message_id, frame.index, frame.count, frame.data]]
     if isinstance(frame, Bye):
         return [FrameKind.BYE, "", [frame.code, frame.reason]]
+    if isinstance(frame, Relay):
+        return [FrameKind.RELAY, frame.doc_id, [frame.message, sorted(frame.sources)]]
+    if isinstance(frame, Resync):
+        return [FrameKind.RESYNC, frame.doc_id, None]
     return [FrameKind.LINKS, "", sorted(frame.peer_ids)]
 
 
@@ -387,6 +433,13 @@ def _from_wire(kind: FrameKind, body: Any, doc_id: str) -> Frame:
         return Chunk(*_list(body, "CHUNK body [message_id, index, count, data]", 4))
     if kind is FrameKind.BYE:
         return Bye(*_list(body, "BYE body [code, reason]", 2))
+    if kind is FrameKind.RELAY:
+        message, sources = _list(body, "RELAY body [message, sources]", 2)
+        return Relay(doc_id, message, _unique_strs(sources, "RELAY sources"))
+    if kind is FrameKind.RESYNC:
+        if body is not None:
+            raise ProtocolError(f"RESYNC body must be nil (got {_msgpack_type(body)})")
+        return Resync(doc_id)
     return Links(_unique_strs(body, "LINKS ids"))
 
 
@@ -423,8 +476,9 @@ def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -
     try:
         kind = FrameKind(_uint(kind_value, "frame kind", ProtocolError))
     except ValueError:
-        raise ProtocolError(f"unknown frame kind {kind_value} (known: 0..7)") from None
-    if kind in (FrameKind.SYNC, FrameKind.AWARENESS):
+        known = ", ".join(str(int(kind)) for kind in FrameKind)
+        raise ProtocolError(f"unknown frame kind {kind_value} (known: {known})") from None
+    if kind in _DOCUMENT_KINDS:
         _str(doc_id, f"{kind.name} doc_id", ProtocolError, MAX_DOC_ID_LENGTH)
     elif doc_id != "":
         raise ProtocolError(f"{kind.name} frame carries doc_id {doc_id!r}; expected ''")

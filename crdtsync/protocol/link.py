@@ -27,6 +27,7 @@ from crdtsync.protocol.events import (
 from crdtsync.protocol.frames import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_LINK_IDS,
     Awareness,
     Bye,
     Chunk,
@@ -37,15 +38,18 @@ from crdtsync.protocol.frames import (
     Ping,
     Pong,
     Reassembler,
+    Relay,
+    Resync,
     Sync,
     decode_frame,
     encode_frame,
     split_frame,
 )
+from crdtsync.protocol.relay import Sources
 from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState
 from crdtsync.protocol.ymessages import awareness_message, parse_awareness_message
 
-__all__ = ["LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
+__all__ = ["Arrival", "LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +111,11 @@ class LinkCore(Protocol):
     def synced(self) -> bool: ...
 
     def start(self, now: float, *, sync: bool = True) -> None: ...
-    def send_update(self, doc_id: str, update: bytes) -> None: ...
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = ...) -> None: ...
     def send_awareness(self, doc_id: str, update: bytes) -> None: ...
     def send_links(self, peer_ids: frozenset[str]) -> None: ...
     def resync(self, doc_id: str) -> None: ...
+    def request_resync(self, doc_id: str) -> None: ...
     def start_sync(self, doc_id: str) -> None: ...
     def close(self, code: int = ..., reason: str = ...) -> None: ...
     def receive_data(self, data: bytes, now: float) -> None: ...
@@ -118,6 +123,15 @@ class LinkCore(Protocol):
     def get_timer(self) -> float | None: ...
     def data_to_send(self) -> list[bytes]: ...
     def events_received(self) -> list[Event]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """The origin of what a link applies to a document: the link, and the sources the update
+    named (None: not known, as for a step 2), which the mesh relays it by."""
+
+    link: LinkCore
+    sources: Sources
 
 
 class LinkProtocol:
@@ -184,12 +198,16 @@ class LinkProtocol:
         for doc_id in self._sessions if sync else ():
             self.resync(doc_id)
 
-    def send_update(self, doc_id: str, update: bytes) -> None:
-        """Queue a document update (local or relayed); then drain ``data_to_send()``."""
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = None) -> None:
+        """Queue a document update (local or relayed) holding the edits of ``sources``
+        (None: not known); then drain ``data_to_send()``."""
         if self.state is LinkState.CLOSED:
             return
         for message in self._session(doc_id).send_update(update):
-            self._send(Sync(doc_id, message))
+            if sources and len(sources) <= MAX_LINK_IDS:
+                self._send(Relay(doc_id, message, sources))
+            else:
+                self._send(Sync(doc_id, message))
 
     def send_awareness(self, doc_id: str, update: bytes) -> None:
         """Queue a presence update (awareness update bytes); then drain ``data_to_send()``."""
@@ -201,6 +219,13 @@ class LinkProtocol:
         """Tell the remote which peers we have open links with; then drain ``data_to_send()``."""
         if self.state is not LinkState.CLOSED:
             self._send(Links(peer_ids))
+
+    def request_resync(self, doc_id: str) -> None:
+        """Ask the remote to send step 1 again, so that we send what it lacks; then drain
+        ``data_to_send()``."""
+        self._session(doc_id)
+        if self.state is not LinkState.CLOSED:
+            self._send(Resync(doc_id))
 
     def resync(self, doc_id: str) -> None:
         """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``.
@@ -348,15 +373,19 @@ class LinkProtocol:
             return
         if isinstance(frame, Hello):
             raise ProtocolError("a second HELLO on an open link")
-        if isinstance(frame, Sync):
+        if isinstance(frame, Sync | Relay):
+            sources = frame.sources if isinstance(frame, Relay) else None
             replies, completed = self._session_for_remote(frame.doc_id).receive_message(
-                frame.message
+                frame.message, origin=Arrival(self, sources)
             )
             for message in replies:
                 self._send(Sync(frame.doc_id, message))
             if completed:
                 self._synced.add(frame.doc_id)
                 self._events.append(SyncCompleted(frame.doc_id))
+        elif isinstance(frame, Resync):
+            self._session_for_remote(frame.doc_id)
+            self.resync(frame.doc_id)
         elif isinstance(frame, Awareness):
             self._session_for_remote(frame.doc_id)
             self._events.append(

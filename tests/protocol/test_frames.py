@@ -30,12 +30,20 @@ from crdtsync.protocol.frames import (
     Ping,
     Pong,
     Reassembler,
+    Relay,
+    Resync,
     Sync,
     decode_frame,
     encode_frame,
     split_frame,
 )
-from crdtsync.protocol.ymessages import SyncType, parse_sync_message, sync_step1, sync_step2
+from crdtsync.protocol.ymessages import (
+    SyncType,
+    parse_sync_message,
+    sync_step1,
+    sync_step2,
+    sync_update,
+)
 
 UINT64 = st.integers(0, 2**64 - 1)
 peer_ids = st.text(min_size=1, max_size=MAX_PEER_ID_LENGTH)
@@ -82,6 +90,13 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     ),
     st.builds(Bye, st.sampled_from(CloseCode) | UINT64, st.text(max_size=200)),
     st.builds(Links, st.frozensets(peer_ids, max_size=20)),
+    st.builds(
+        Relay,
+        doc_ids,
+        st.binary(max_size=600).map(sync_update),
+        st.frozensets(peer_ids, min_size=1, max_size=20),
+    ),
+    st.builds(Resync, doc_ids),
 )
 
 
@@ -116,6 +131,10 @@ def test_wire_layout_is_the_documented_one() -> None:
     assert encode_frame(Chunk(1, 0, 2, b"ab")) == packed(5, "", [1, 0, 2, b"ab"])
     assert encode_frame(Bye(CloseCode.NORMAL, "done")) == packed(6, "", [1000, "done"])
     assert encode_frame(Links(frozenset({"b", "a"}))) == packed(7, "", ["a", "b"])
+    update = sync_update(b"\x00\x00")
+    relay = Relay("doc", update, frozenset({"b", "a"}))
+    assert encode_frame(relay) == packed(9, "doc", [update, ["a", "b"]])
+    assert encode_frame(Resync("doc")) == packed(10, "doc", None)
 
 
 def test_y_protocols_bytes_travel_untouched_and_sync_real_docs() -> None:
@@ -274,6 +293,22 @@ BAD_FRAMES: list[tuple[Frame, bytes, str]] = [
     (Bye(-5, "x"), packed(6, "", [-5, "x"]), "BYE code must be in"),
     (Bye(1000, b"x"), packed(6, "", [1000, b"x"]), "BYE reason must be a str"),  # type: ignore[arg-type]
     (Links(frozenset({""})), packed(7, "", [""]), "LINKS peer id is empty"),
+    (
+        Relay("d", GOOD_SYNC, frozenset({"a"})),
+        packed(9, "d", [GOOD_SYNC, ["a"]]),
+        "RELAY frame for doc 'd' carries a STEP1",
+    ),
+    (
+        Relay("d", sync_update(b"\x00\x00"), frozenset()),
+        packed(9, "d", [sync_update(b"\x00\x00"), []]),
+        "RELAY sources are empty",
+    ),
+    (
+        Relay("d", sync_update(b"\x00\x00"), frozenset({""})),
+        packed(9, "d", [sync_update(b"\x00\x00"), [""]]),
+        "RELAY source is empty",
+    ),
+    (Resync(7), packed(10, 7, None), "RESYNC doc_id must be a str"),  # type: ignore[arg-type]
     (
         Links(frozenset(str(i) for i in range(MAX_LINK_IDS + 1))),
         packed(7, "", [str(i) for i in range(MAX_LINK_IDS + 1)]),
