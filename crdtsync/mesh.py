@@ -433,10 +433,14 @@ class Mesh:
         self._maintain()
 
     def _request_resyncs(self, why: str) -> None:
-        """Ask every link to pull from us: we relayed on a neighbour list that named a link
-        now lost, so we may have kept updates from peers that counted on it."""
-        logger.debug("> %s asks its links to resync: %s", self.local_id, why)
-        for conn in list(self._conns.values()):
+        """Ask the links we kept an update from to pull from us: we relayed on neighbour
+        lists that named a link now lost, and their peer may have counted on it. A link
+        asked since it last missed an update pulls after that update, so it is left out."""
+        skipped = [conn for conn in self._conns.values() if conn.skipped]
+        if skipped:
+            logger.debug("> %s asks %d links to resync: %s", self.local_id, len(skipped), why)
+        for conn in skipped:
+            conn.skipped = False
             conn.protocol.request_resync(self.replica.doc_id)
             self._pump(conn)
 
@@ -530,8 +534,12 @@ class Mesh:
         arrival = origin.remote_id if isinstance(origin, LinkCore) else None
         conns = self._open_conns()
         lists = {remote: conn.neighbors for remote, conn in conns.items()}
-        for remote in update_targets(self.local_id, lists, sources=sources, arrival=arrival):
-            yield remote, conns[remote]
+        targets = update_targets(self.local_id, lists, sources=sources, arrival=arrival)
+        for remote, conn in conns.items():
+            if remote in targets:
+                yield remote, conn
+            elif remote != arrival:
+                conn.skipped = True  # a peer may count on it: see _request_resyncs
 
     def _presence_targets(self, origin: object | None) -> Iterator[tuple[str, MeshLink]]:
         """The links a presence update goes to: not back where it came from, and not to peers

@@ -31,6 +31,7 @@ class MeshLink:
         "neighbors",
         "opened_at",
         "protocol",
+        "skipped",
         "timer",
     )
 
@@ -45,6 +46,8 @@ class MeshLink:
         self.lost = False  # the transport link is gone: nothing more can be sent on it
         self.held: list[bytes] = []  # updates waiting for a congested link to drain
         self.held_sources: Sources = frozenset()  # whose edits they hold
+        # An update went to other links but not this one since we last asked it to resync.
+        self.skipped = False
 
     def stats(self, now: float) -> LinkStats:
         """Its path, round-trip time and traffic, at loop time ``now``."""

@@ -72,7 +72,7 @@ def update_targets(
     if not known:  # unknown (or only ours, which cannot be new here): any neighbour's edit
         targets |= view.beyond(arrival)
         for source in lists:
-            targets |= view.designated(source, arrival)
+            targets |= view.designated(source, arrival, targets)
         return frozenset(targets)
     for source in known:
         if source in lists:
@@ -105,16 +105,21 @@ class _View:
             if remote != arrival and not self.linked(arrival, remote)
         }
 
-    def designated(self, source: str, arrival: str) -> set[str]:
+    def designated(self, source: str, arrival: str, known: Collection[str] = ()) -> set[str]:
         """Links we owe an edit of ``source``, our neighbour: those it has no link with, and
-        for which we rank first among the neighbours of both."""
-        relays = {self.local_id, *self.lists.get(source, ())} - {source}
+        for which we rank first among the neighbours of both (``known``: owed already)."""
+        relays = self.lists.get(source, ())
         owed: set[str] = set()
         for remote in self.lists:
-            if remote in (source, arrival) or self.linked(source, remote):
+            if remote in (source, arrival) or remote in known or self.linked(source, remote):
                 continue
-            candidates = [relay for relay in relays if self.linked(relay, remote)]
-            if min(candidates, key=lambda relay: _rank(source, remote, relay)) == self.local_id:
+            ours = _rank(source, remote, self.local_id)
+            if not any(
+                relay not in (source, self.local_id)
+                and self.linked(relay, remote)
+                and _rank(source, remote, relay) < ours
+                for relay in relays
+            ):
                 owed.add(remote)
         return owed
 
