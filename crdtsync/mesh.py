@@ -41,7 +41,13 @@ from crdtsync.protocol.events import (
 )
 from crdtsync.protocol.frames import CloseCode
 from crdtsync.protocol.link import Arrival, LinkCore, LinkState
-from crdtsync.protocol.relay import Sources, flood_targets, merge_sources, update_targets
+from crdtsync.protocol.relay import (
+    NO_SOURCES,
+    Sources,
+    flood_targets,
+    merge_sources,
+    update_targets,
+)
 from crdtsync.replica import MERGE_GROUP, Replica, merge_many
 from crdtsync.transport.base import Connector, Link
 from crdtsync.transport.stats import LinkStats
@@ -517,7 +523,7 @@ class Mesh:
         if conn.held:
             update = merge_many(conn.held)
             conn.held.clear()
-            sources, conn.held_sources = conn.held_sources, frozenset()
+            sources, conn.held_sources = conn.held_sources, NO_SOURCES
             logger.debug("= %s releases %d held bytes to %s", self.local_id, len(update), conn.link)
             conn.protocol.send_update(self.replica.doc_id, update, sources)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from crdtsync.protocol.link import LinkCore
-from crdtsync.protocol.relay import Sources
+from crdtsync.protocol.relay import NO_SOURCES, Sources
 from crdtsync.transport.base import Link
 from crdtsync.transport.stats import LinkStats
 
@@ -45,7 +45,7 @@ class MeshLink:
         self.neighbors: frozenset[str] = frozenset()
         self.lost = False  # the transport link is gone: nothing more can be sent on it
         self.held: list[bytes] = []  # updates waiting for a congested link to drain
-        self.held_sources: Sources = frozenset()  # whose edits they hold
+        self.held_sources: Sources = NO_SOURCES  # whose edits they hold
         # An update went to other links but not this one since we last asked it to resync.
         self.skipped = False
 
