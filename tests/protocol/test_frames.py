@@ -343,7 +343,7 @@ def test_unsupported_version_names_both_and_closes_with_1003() -> None:
         (packed(3, "", 1) + b"\x00", "not one msgpack value"),
         (msgpack.packb({"kind": 3}), "must be an array of 3 \\(got map\\)"),
         (packed(3, ""), "must be an array of 3 \\(got an array of 2\\)"),
-        (packed(8, "", 0), "unknown frame kind 8"),
+        (packed(8, "", 0), "unknown frame kind 8 \\(known: 0, 1, 2, 3, 4, 5, 6, 7, 9, 10\\)"),
         (packed(True, "", 0), "frame kind must be an int \\(got bool\\)"),
         (packed(3, "doc", 1), "PING frame carries doc_id 'doc'"),
         (packed(1, 5, GOOD_SYNC), "SYNC doc_id must be a str"),
@@ -357,6 +357,12 @@ def test_unsupported_version_names_both_and_closes_with_1003() -> None:
         (packed(5, "", [1, 0, 2]), "must be an array of 4"),
         (packed(7, "", ["a", "a"]), "more than once"),
         (packed(7, "", [1]), "must be a str"),
+        (packed(9, "d", GOOD_SYNC), "RELAY body \\[message, sources\\] must be an array of 2"),
+        (packed(9, "d", [sync_update(b"\x00\x00"), "a"]), "RELAY sources must be an array"),
+        (packed(9, "d", [sync_update(b"\x00\x00"), ["a", "a"]]), "more than once"),
+        (packed(9, "d", ["text", ["a"]]), "RELAY message must be bytes"),
+        (packed(10, "d", b""), "RESYNC body must be nil"),
+        (packed(10, 3, None), "RESYNC doc_id must be a str"),
         (b"\x93\x03\xa0\xd4\x01\x00", "not one msgpack value"),  # ext type
         (b"\x93\x07\xa0\x91\xa1\xff", "not one msgpack value"),  # invalid UTF-8
         (b"\x93\x03\xa0" + b"\x91" * 100_000 + b"\x00", "not one msgpack value"),  # nesting
