@@ -1,28 +1,9 @@
 """Which links a document update goes to in a partial mesh, sans I/O.
 
-The mesh (``mesh.py``) asks :func:`update_targets` for each update it sends: its own edits,
-and what it relays. The inputs are the neighbour lists each link announced (LINKS), the
-update's *sources* (the peers whose edits it holds, carried by RELAY frames) and the link it
-arrived on. Every source sends its edit to all of its links, so a peer two hops from a
-source needs it from one relay only: of the source's neighbours linked to it, the one that
-ranks first for (source, peer) sends it, and every neighbour of the source computes the same
-ranking from the lists it holds. Farther peers fall back on the arrival link's rule: skip
-whom the peer it came from, or a neighbour of the source, is linked with. In the rooms the
-mesh forms (each peer within two hops of the rest), an edit costs about N - 1 messages.
-
-Why no update is lost while the lists are right: a peer skips a link only when another peer
-is bound to deliver (the source itself, the first-ranked relay, or a peer that had the
-update earlier); deferring goes to a strictly better-ranked relay or back in time, so it
-ends. A relay acts on the first copy it receives, whichever path brought it (later copies
-are duplicates and die in the replica), so a rule may depend on the sources but never on
-the path. An update whose sources are unknown (a step 2, content released from waiting, a
-peer that sends no sources) is sent as if it came from any of our neighbours at once.
-
-Lists that lack a new link only make peers send more. A list that still names a lost link
-can make them send less than needed: the mesh then asks each link to pull again
-(``Resync``) once it hears of the loss, see ``mesh.py``.
-
-Presence updates keep the simpler rule of :func:`flood_targets`.
+The mesh (``mesh.py``) asks :func:`update_targets` for each update it sends or relays, from
+the neighbour lists its links announced (LINKS), the update's sources (the peers whose edits
+it holds, named by RELAY frames) and the link it came on. Presence keeps the simpler rule of
+:func:`flood_targets`.
 """
 
 from __future__ import annotations
@@ -37,6 +18,25 @@ Sources = frozenset[str] | None
 
 # One shared empty set: CPython allocates ~200 bytes for each ``frozenset()``.
 NO_SOURCES: frozenset[str] = frozenset()
+
+# The rule. Every source sends its edit to all its links, so a peer two hops from a source
+# needs it from one relay only: of the source's neighbours linked with it, the one ranking
+# first for (source, peer) sends it; each computes the same ranking from the lists it holds.
+# Farther peers skip whom the source, the peer the update came from, or a neighbour of the
+# source has a link with. In the rooms the mesh forms (every peer within two hops of the
+# rest) an edit then costs about N - 1 messages.
+#
+# Why nothing is lost while the lists are right: a peer skips a link only when another is
+# bound to deliver (the source, the first-ranked relay, or a peer that had the update
+# earlier), and each deferral goes to a strictly better-ranked relay or back in time, so it
+# ends. A relay acts on the first copy it gets, whichever path brought it (later copies are
+# duplicates and die in the replica), so what a source's neighbour owes depends on the
+# sources only, never on the path. An update of unknown sources (a step 2, content released
+# from waiting, a peer that names none) is sent as if it came from any neighbour at once.
+#
+# Lists that lack a new link only make peers send more. A list that still names a lost link
+# can make them send less than needed: the mesh then asks the links it kept updates from to
+# pull again (RESYNC) once it hears of the loss.
 
 
 def merge_sources(first: Sources, second: Sources) -> Sources:
