@@ -30,6 +30,8 @@ from textual.app import App, ComposeResult
 from textual.color import Color
 from textual.document._document import EditResult, Selection
 from textual.document._edit import Edit
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widgets import Static, TextArea
 
@@ -52,6 +54,16 @@ def color_for(name: str) -> str:
 
 class SharedTextArea(TextArea):
     """A ``TextArea`` whose content is a shared ``pycrdt.Text``, both ways."""
+
+    # Textual lays the whole screen out again whenever a widget's virtual size changes, as it
+    # does with each character typed at the end of the longest line, here or by anyone else
+    # (most of a frame's time then). Only the scrollbars' thumbs depend on it (showing or
+    # hiding one lays out by itself), so lay out for a new size only while one is shown.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False, repaint=False)
+
+    def watch_virtual_size(self) -> None:
+        if self.show_horizontal_scrollbar or self.show_vertical_scrollbar:
+            self.refresh(layout=True)
 
     def __init__(self, cursors: TextCursors, *, capture_timeout_millis: int = 500) -> None:
         super().__init__(str(cursors.text), soft_wrap=False, id="text")

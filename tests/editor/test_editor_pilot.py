@@ -192,4 +192,32 @@ async def test_a_remote_edit_is_drawn_and_leaves_the_caret_alone(
 
 def screen_text(app: Any) -> str:
     """What the screen shows now, as Textual would draw it (an SVG of its cells)."""
-    return str(app.export_screenshot())
+    return str(app.export_screenshot()).replace("&#160;", " ")
+
+
+async def test_scrollbars_follow_the_text_others_write(
+    editor: ModuleType, room: tuple[Peer, Peer]
+) -> None:
+    """The widget lays the screen out for a new text size only while a scrollbar shows: the
+    scrollbar still follows every change, and appears and goes when it should."""
+    alice, bob = room
+    app = editor.EditorApp(alice, "alice")
+    area = app.editor
+    async with app.run_test(size=SIZE) as pilot:
+        insert(bob, 0, "a short line")
+        await until(pilot, lambda: area.text == "a short line", "bob's line")
+        assert not area.show_vertical_scrollbar
+        insert(bob, 0, "".join(f"line {n}\n" for n in range(30)))
+        await until(pilot, lambda: area.show_vertical_scrollbar, "a vertical scrollbar")
+        await until(
+            pilot, lambda: area.vertical_scrollbar.window_virtual_size == 31, "its length, 31"
+        )
+        insert(bob, 0, "".join(f"more {n}\n" for n in range(10)))
+        await until(
+            pilot, lambda: area.vertical_scrollbar.window_virtual_size == 41, "its length, 41"
+        )
+        text = bob.doc.get("text", type=pycrdt.Text)
+        del text[: len(text) - len("a short line")]
+        await until(pilot, lambda: not area.show_vertical_scrollbar, "no scrollbar")
+        assert area.scroll_offset.y == 0
+        assert "a short line" in screen_text(app)
