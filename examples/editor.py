@@ -55,15 +55,22 @@ def color_for(name: str) -> str:
 class SharedTextArea(TextArea):
     """A ``TextArea`` whose content is a shared ``pycrdt.Text``, both ways."""
 
-    # Textual lays the whole screen out again whenever a widget's virtual size changes, as it
-    # does with each character typed at the end of the longest line, here or by anyone else
-    # (most of a frame's time then). Only the scrollbars' thumbs depend on it (showing or
-    # hiding one lays out by itself), so lay out for a new size only while one is shown.
+    # Textual lays the whole screen out again and redraws every row whenever a widget's
+    # virtual size changes, as it does with each character typed at the end of the longest
+    # line, here or by anyone else (~5 ms a keystroke, most of a frame). Of that, a new size
+    # changes only the scrollbars (showing or hiding one lays out by itself): set them here.
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False, repaint=False)
 
-    def watch_virtual_size(self) -> None:
-        if self.show_horizontal_scrollbar or self.show_vertical_scrollbar:
-            self.refresh(layout=True)
+    def watch_virtual_size(self, size: Size) -> None:
+        if not self.is_mounted:
+            return
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.window_virtual_size = size.height
+        if self.show_horizontal_scrollbar:
+            self.horizontal_scrollbar.window_virtual_size = size.width
+        # Within a smaller text, as Textual's layout keeps the view.
+        self.scroll_x = self.validate_scroll_x(self.scroll_x)
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)
 
     def __init__(self, cursors: TextCursors, *, capture_timeout_millis: int = 500) -> None:
         super().__init__(str(cursors.text), soft_wrap=False, id="text")
