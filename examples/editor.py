@@ -103,8 +103,8 @@ class SharedTextArea(TextArea):
         top, bottom = sorted((edit.from_location, edit.to_location))
         start = self.document.get_index_from_location(top)
         end = self.document.get_index_from_location(bottom)
-        # The Yjs edit before the widget's: the peer sends what a transaction queued once the
-        # loop is free, and Textual's redraw and follow-up messages must not come first.
+        # The Yjs edit before the widget's: the send it queues then runs before the messages
+        # Textual's edit queues for other widgets (it still waits for the end of this tick).
         with self.cursors.doc.transaction(origin=LOCAL):
             if end > start:
                 del self.ytext[start:end]
@@ -184,7 +184,7 @@ class SharedTextArea(TextArea):
     def _remote_rows(self, remote: list[RemoteCursor]) -> set[tuple[int, int]]:
         """The first and last row of each cursor's selection (its caret's row: its label)."""
         location = self.document.get_location_from_index
-        rows = set()
+        rows: set[tuple[int, int]] = set()
         for cursor in remote:
             if cursor.head is not None:
                 anchor = cursor.head if cursor.anchor is None else cursor.anchor
