@@ -14,6 +14,8 @@ Three questions, each measured side by side in every run:
   set) against the holders'. Against it: the floor of any transfer, in the same process,
   each holder document's ``get_update()`` applied to a fresh ``Doc``, 1,000 times (the
   mean of ``LOCAL_REPEATS``). ``newcomer_vs_local`` is the ratio of medians (target: 3).
+  Beside it, the bytes the newcomer received and the data-channel messages on its links
+  (each costs ~0.3-0.4 ms of aiortc's CPU, whatever it carries: the count explains time).
 - **memory per open document** beyond pycrdt's own: on the simulated network (virtual
   clock, seeded), two workspace peers linked, one holding N documents (adopted), the other
   opening them all and syncing, weighed with ``tracemalloc``; less the heap of the same two
@@ -80,6 +82,7 @@ class Newcomer:
     opened: float  # seconds from the first ``open`` until the last returned
     joined: float  # seconds from ``start()`` until the last ``open`` returned
     received: int  # bytes that came in on its links meanwhile
+    messages: int  # data-channel messages on its links, both ways, since each opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +147,11 @@ async def run(
                 result.add(f"newcomer joins and opens D={len(files)}", "s", newcomer.joined)
                 result.add(f"local apply D={len(files)}", "s", local)
                 result.add(f"newcomer received D={len(files)}", "bytes", newcomer.received)
+                result.add(f"newcomer messages D={len(files)}", "msgs", newcomer.messages)
                 progress(
                     f"newcomer run {run_index}/{options.runs}: opens {len(files)} in "
                     f"{newcomer.opened:.3f} s ({newcomer.joined:.3f} s from start), "
-                    f"local apply {local:.4f} s"
+                    f"{newcomer.messages} messages; local apply {local:.4f} s"
                 )
         for run_index in range(1, options.runs + 1):
             contenders = {"workspace": workspace_pair_once, "single": single_pairs_once}
@@ -253,10 +257,14 @@ async def newcomer_once(url: str, room: str, files: Sequence[TraceFile]) -> Newc
         docs = await _open_all(newcomer, files, [None] * len(files))
         stopped = time.perf_counter()
         received = newcomer.bytes_received
+        messages = sum(
+            stats.messages_sent + stats.messages_received
+            for stats in newcomer.link_stats().values()
+        )
         _check(docs, files, "the newcomer")
     finally:
         await newcomer.aclose()
-    return Newcomer(stopped - linked, stopped - started, received)
+    return Newcomer(stopped - linked, stopped - started, received, messages)
 
 
 def _check(docs: Sequence[pycrdt.Doc[Any]], files: Sequence[TraceFile], who: str) -> None:
