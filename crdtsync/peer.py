@@ -238,8 +238,11 @@ class Peer:
         elif doc is not None and doc is not replica.doc:
             raise ConfigError(f"document {doc_id!r} is open here already, with another Doc")
         if self._started:
-            await self.wait_for(
-                lambda: self._workspace.settled(doc_id), timeout=timeout, what=f"{doc_id!r} in sync"
+            await self._mesh.wait_until(
+                lambda: self._workspace.settled(doc_id),
+                timeout=timeout,
+                what=f"{doc_id!r} in sync",
+                doc_id=doc_id,
             )
         return replica.doc
 
