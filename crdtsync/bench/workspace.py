@@ -61,14 +61,14 @@ from crdtsync.signaling.server import SignalingServer
 from crdtsync.testing.convergence import converged
 from crdtsync.transport.memory import SimNetwork
 
-__all__ = ["local_apply", "run"]
+__all__ = ["run"]
 
 DOCUMENTS = 1000  # the newcomer opens 1,000 documents
 PAIR_DOCUMENTS = 100  # the workspace of 100 against 100 single-document peers
 HOLDERS = 2  # the documents "held by 2 peers"
 SEED = 12  # the cuts and the typing, for every run of the command: the same files
 TIMEOUT = 120.0  # for linking, and for opening: 1,000 documents take seconds here
-# The floor takes ~10 ms, so one scheduling hiccup on a shared machine moves a single
+# The floor takes ~15 ms, so one scheduling hiccup on a shared machine moves a single
 # sample by half: each run times this many and records the mean.
 LOCAL_REPEATS = 5
 LATENCY = 0.005  # simulated seconds per hop, as on a LAN (memory only)
