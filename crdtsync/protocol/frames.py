@@ -16,11 +16,9 @@ from typing import Any, TypeAlias
 import msgpack
 
 from crdtsync.errors import LocalProtocolError, ProtocolError
-from crdtsync.protocol.ymessages import parse_awareness_message, parse_sync_message
+from crdtsync.protocol.ymessages import SyncType, parse_awareness_message, parse_sync_message
 
 __all__ = [
-    "CAPABILITY_BATCH",
-    "CAPABILITY_WORKSPACE",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_CAPABILITIES",
@@ -41,6 +39,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Reassembler",
+    "Relay",
+    "Resync",
     "Sync",
     "batch_messages",
     "decode_frame",
@@ -49,12 +49,10 @@ __all__ = [
     "split_frame",
 ]
 
-PROTOCOL_VERSION = 1
-# Said in HELLO by peers that answer a document they do not sync with ABSENT (a workspace
-# of many documents); a link to a peer without it carries its documents as before.
-CAPABILITY_WORKSPACE = "workspace"
-# Said in HELLO by peers that read several frames back to back in one transport message.
-CAPABILITY_BATCH = "batch"
+# 2: a workspace of documents over one link (ABSENT), frames back to back in one transport
+# message, updates naming their sources (RELAY, RESYNC). A peer of version 1 is refused at
+# HELLO, which travels alone so that it can read the refusal.
+PROTOCOL_VERSION = 2
 
 
 class FrameKind(IntEnum):
@@ -69,6 +67,8 @@ class FrameKind(IntEnum):
     BYE = 6
     LINKS = 7
     ABSENT = 8
+    RELAY = 9
+    RESYNC = 10
 
 
 class CloseCode(IntEnum):
@@ -101,8 +101,10 @@ MAX_CAPABILITY_LENGTH = 64
 MAX_LINK_IDS = 1024  # matches the awareness client limit: far above any room we mesh
 
 _MAX_UINT64 = 2**64 - 1  # msgpack's largest integer
-_DOCUMENT_KINDS = frozenset({FrameKind.SYNC, FrameKind.AWARENESS, FrameKind.ABSENT})
 _HELLO_KEYS = frozenset({"v", "id", "caps"})
+_DOCUMENT_KINDS = frozenset(
+    {FrameKind.SYNC, FrameKind.AWARENESS, FrameKind.ABSENT, FrameKind.RELAY, FrameKind.RESYNC}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,28 @@ class Absent:
     doc_id: str
 
 
-Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links | Absent
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A y-protocols update message with the peers whose edits it holds (its sources): each
+    source sent it to all its links, which tells relays whom they need not send it to
+    (``protocol/relay.py``). A plain SYNC update is one whose sources are not known."""
+
+    doc_id: str
+    message: bytes
+    sources: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Asks the remote for its step 1 of a document, so that it gets what it lacks from us:
+    we may have kept updates from it on a neighbour list that named a link already lost."""
+
+    doc_id: str
+
+
+Frame: TypeAlias = (
+    Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links | Absent | Relay | Resync
+)
 
 _Error: TypeAlias = type[ProtocolError]
 
@@ -283,6 +306,22 @@ def _check_frame(frame: object, error: _Error, max_frame_size: int) -> None:
             _peer_id(peer_id, "LINKS peer id", error)
     elif isinstance(frame, Absent):
         _str(frame.doc_id, "ABSENT doc_id", error, MAX_DOC_ID_LENGTH)
+    elif isinstance(frame, Relay):
+        _str(frame.doc_id, "RELAY doc_id", error, MAX_DOC_ID_LENGTH)
+        message = _bin(frame.message, "RELAY message", error)
+        try:
+            sync_type, _ = parse_sync_message(message)
+        except ProtocolError as exc:
+            raise error(f"RELAY frame for doc {frame.doc_id!r}: {exc}") from exc
+        if sync_type is not SyncType.UPDATE:
+            raise error(f"RELAY frame for doc {frame.doc_id!r} carries a {sync_type.name}")
+        sources = _id_set(frame.sources, "RELAY sources", error, MAX_LINK_IDS)
+        if not sources:
+            raise error("RELAY sources are empty (an update of unknown sources is a SYNC)")
+        for peer_id in sources:
+            _peer_id(peer_id, "RELAY source", error)
+    elif isinstance(frame, Resync):
+        _str(frame.doc_id, "RESYNC doc_id", error, MAX_DOC_ID_LENGTH)
     else:
         raise error(f"not a frame: {type(frame).__name__}")
 
@@ -305,6 +344,10 @@ def _to_wire(frame: Frame) -> list[Any]:
         return [FrameKind.BYE, "", [frame.code, frame.reason]]
     if isinstance(frame, Absent):
         return [FrameKind.ABSENT, frame.doc_id, None]
+    if isinstance(frame, Relay):
+        return [FrameKind.RELAY, frame.doc_id, [frame.message, sorted(frame.sources)]]
+    if isinstance(frame, Resync):
+        return [FrameKind.RESYNC, frame.doc_id, None]
     return [FrameKind.LINKS, "", sorted(frame.peer_ids)]
 
 
@@ -415,6 +458,13 @@ def _from_wire(kind: FrameKind, body: Any, doc_id: str) -> Frame:
         if body is not None:
             raise ProtocolError(f"ABSENT body must be nil (got {_msgpack_type(body)})")
         return Absent(doc_id)
+    if kind is FrameKind.RELAY:
+        message, sources = _list(body, "RELAY body [message, sources]", 2)
+        return Relay(doc_id, message, _unique_strs(sources, "RELAY sources"))
+    if kind is FrameKind.RESYNC:
+        if body is not None:
+            raise ProtocolError(f"RESYNC body must be nil (got {_msgpack_type(body)})")
+        return Resync(doc_id)
     return Links(_unique_strs(body, "LINKS ids"))
 
 
@@ -458,8 +508,8 @@ def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -
 
 
 def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> list[Frame]:
-    """Decode one transport message holding one frame or several back to back (from a peer
-    that said ``CAPABILITY_BATCH``), in order; ProtocolError as :func:`decode_frame`."""
+    """Decode one transport message holding one frame or several back to back, in order;
+    ProtocolError as :func:`decode_frame`."""
     _check_message(data, max_frame_size)
     unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_unpack_limits(max_frame_size))
     unpacker.feed(data)
@@ -468,9 +518,10 @@ def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) 
         for wire in unpacker:
             frames.append(_frame_from_wire(wire, max_frame_size))
     except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as exc:
-        raise ProtocolError(f"message holds bytes that are not a msgpack value: {exc}") from exc
+        raise ProtocolError(f"frame is not a msgpack value: {exc!r}") from exc
     if unpacker.tell() != len(data) or not frames:
-        raise ProtocolError(f"message ends inside a frame ({len(data) - unpacker.tell()} bytes)")
+        left = len(data) - unpacker.tell()
+        raise ProtocolError(f"message ends inside a frame ({left} bytes of it)")
     return frames
 
 
@@ -478,6 +529,8 @@ def batch_messages(encoded: list[bytes], max_message_size: int) -> list[bytes]:
     """Encoded frames (each at most ``max_message_size``) put back to back into as few
     transport messages as fit, in order: a sync of a thousand documents then costs a few
     dozen messages, not thousands (each costs the SCTP stack far more than its bytes)."""
+    if len(encoded) < 2:
+        return encoded
     messages: list[bytes] = []
     pending: list[bytes] = []
     size = 0
@@ -497,9 +550,8 @@ def _frame_from_wire(wire: object, max_frame_size: int) -> Frame:
     try:
         kind = FrameKind(_uint(kind_value, "frame kind", ProtocolError))
     except ValueError:
-        raise ProtocolError(
-            f"unknown frame kind {kind_value} (known: 0..{max(FrameKind)})"
-        ) from None
+        known = ", ".join(str(int(kind)) for kind in FrameKind)
+        raise ProtocolError(f"unknown frame kind {kind_value} (known: {known})") from None
     if kind in _DOCUMENT_KINDS:
         _str(doc_id, f"{kind.name} doc_id", ProtocolError, MAX_DOC_ID_LENGTH)
     elif doc_id != "":

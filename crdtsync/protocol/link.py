@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.budget import TokenBucket
@@ -27,10 +27,9 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
-    CAPABILITY_BATCH,
-    CAPABILITY_WORKSPACE,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_LINK_IDS,
     Absent,
     Awareness,
     Bye,
@@ -42,6 +41,8 @@ from crdtsync.protocol.frames import (
     Ping,
     Pong,
     Reassembler,
+    Relay,
+    Resync,
     Sync,
     batch_messages,
     decode_frame,
@@ -49,10 +50,11 @@ from crdtsync.protocol.frames import (
     encode_frame,
     split_frame,
 )
+from crdtsync.protocol.relay import Sources
 from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState
 from crdtsync.protocol.ymessages import awareness_message, parse_awareness_message
 
-__all__ = ["LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
+__all__ = ["Arrival", "LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,10 @@ class LinkSettings:
             )
 
 
+# The frames that speak of one document, routed to its session.
+DocumentFrame: TypeAlias = Sync | Relay | Awareness | Resync
+
+
 class LinkState(Enum):
     OPENING = "opening"  # our HELLO is out, theirs has not arrived
     OPEN = "open"
@@ -118,10 +124,11 @@ class LinkCore(Protocol):
     def add_document(self, doc_id: str, document: DocumentAccess, *, sync: bool = True) -> None: ...
     def remove_document(self, doc_id: str, *, tell: bool = True) -> None: ...
     def refuse_document(self, doc_id: str) -> None: ...
-    def send_update(self, doc_id: str, update: bytes) -> None: ...
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = ...) -> None: ...
     def send_awareness(self, doc_id: str, update: bytes) -> None: ...
     def send_links(self, peer_ids: frozenset[str]) -> None: ...
     def resync(self, doc_id: str) -> None: ...
+    def request_resync(self, doc_id: str) -> None: ...
     def start_sync(self, doc_id: str) -> None: ...
     def close(self, code: int = ..., reason: str = ...) -> None: ...
     def receive_data(self, data: bytes, now: float) -> None: ...
@@ -129,6 +136,15 @@ class LinkCore(Protocol):
     def get_timer(self) -> float | None: ...
     def data_to_send(self) -> list[bytes]: ...
     def events_received(self) -> list[Event]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """The origin of what a link applies to a document: the link, and the sources the update
+    named (None: not known, as for a step 2), which the mesh relays it by."""
+
+    link: LinkCore
+    sources: Sources
 
 
 class LinkProtocol:
@@ -153,7 +169,7 @@ class LinkProtocol:
         self.close_reason = ""
         self.round_trip_time: float | None = None
         self._ping_sent: tuple[int, float] | None = None  # the last PING's nonce and time
-        self._capabilities = capabilities | {CAPABILITY_WORKSPACE, CAPABILITY_BATCH}
+        self._capabilities = capabilities
         self._sessions = {
             doc_id: SyncSession(doc, origin=self) for doc_id, doc in documents.items()
         }
@@ -161,13 +177,14 @@ class LinkProtocol:
         self._absent: set[str] = set()  # documents the remote said ABSENT for
         # Frames for documents this link does not carry, until the adapter adds or refuses
         # them (it answers each DocumentRequested before it feeds the next message).
-        self._requested: dict[str, list[Sync | Awareness]] = {}
+        self._requested: dict[str, list[DocumentFrame]] = {}
         self._reassembler = Reassembler(max_frame_size=self.settings.max_frame_size)
         self._outgoing: list[bytes] = []
         self._events: list[Event] = []
         self._next_message_id = 0
         self._next_nonce = 0
         self._started = False
+        self._hello_queued = False  # our HELLO waits in the outgoing queue
         self._last_received = 0.0
         self._next_ping = 0.0
         self._hello_deadline = 0.0
@@ -194,6 +211,7 @@ class LinkProtocol:
         self._next_ping = now + self.settings.heartbeat_interval
         self._hello_deadline = now + self.settings.hello_timeout
         self._send(Hello(peer_id=self.local_id, capabilities=self._capabilities))
+        self._hello_queued = True
         # Step 1 goes out right behind HELLO: the link is ordered, so the remote reads HELLO
         # first, and the sync saves a round trip.
         for doc_id in self._sessions if sync else ():
@@ -241,12 +259,16 @@ class LinkProtocol:
         self._requested.pop(doc_id, None)
         self._say_absent(doc_id)
 
-    def send_update(self, doc_id: str, update: bytes) -> None:
-        """Queue a document update (local or relayed); then drain ``data_to_send()``."""
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = None) -> None:
+        """Queue a document update (local or relayed) holding the edits of ``sources``
+        (None: not known); then drain ``data_to_send()``."""
         if self.state is LinkState.CLOSED or self._remote_lacks(doc_id):
             return
         for message in self._session(doc_id).send_update(update):
-            self._send(Sync(doc_id, message))
+            if sources and len(sources) <= MAX_LINK_IDS:
+                self._send(Relay(doc_id, message, sources))
+            else:
+                self._send(Sync(doc_id, message))
 
     def send_awareness(self, doc_id: str, update: bytes) -> None:
         """Queue a presence update (awareness update bytes); then drain ``data_to_send()``."""
@@ -257,6 +279,12 @@ class LinkProtocol:
         """Tell the remote which peers we have open links with; then drain ``data_to_send()``."""
         if self.state is not LinkState.CLOSED:
             self._send(Links(peer_ids))
+
+    def request_resync(self, doc_id: str) -> None:
+        """Ask the remote to send step 1 again, so that we send what it lacks; then drain
+        ``data_to_send()``."""
+        if self.state is not LinkState.CLOSED and not self._remote_lacks(doc_id):
+            self._send(Resync(doc_id))
 
     def resync(self, doc_id: str) -> None:
         """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``.
@@ -345,11 +373,12 @@ class LinkProtocol:
 
     def data_to_send(self) -> list[bytes]:
         """Transport messages to write, in order (each at most ``max_message_size`` bytes);
-        frames queued together travel together to a peer that reads batches."""
+        frames queued together travel back to back in as few messages as fit."""
         outgoing, self._outgoing = self._outgoing, []
-        if len(outgoing) > 1 and CAPABILITY_BATCH in self.remote_capabilities:
-            return batch_messages(outgoing, self.settings.max_message_size)
-        return outgoing
+        if self._hello_queued:  # alone, so that a peer of another version can refuse it
+            self._hello_queued = False
+            return outgoing[:1] + batch_messages(outgoing[1:], self.settings.max_message_size)
+        return batch_messages(outgoing, self.settings.max_message_size)
 
     def events_received(self) -> list[Event]:
         """Events since the last call, in order."""
@@ -397,7 +426,7 @@ class LinkProtocol:
         return doc_id in self._absent
 
     def _say_absent(self, doc_id: str) -> None:
-        if self.state is LinkState.OPEN and CAPABILITY_WORKSPACE in self.remote_capabilities:
+        if self.state is LinkState.OPEN:
             self._send(Absent(doc_id))
 
     def _send(self, frame: Frame) -> None:
@@ -430,7 +459,7 @@ class LinkProtocol:
             return
         if isinstance(frame, Hello):
             raise ProtocolError("a second HELLO on an open link")
-        if isinstance(frame, Sync | Awareness):
+        if isinstance(frame, Sync | Relay | Awareness | Resync):
             session = self._sessions.get(frame.doc_id)
             if session is not None:
                 self._handle_document(session, frame)
@@ -462,17 +491,21 @@ class LinkProtocol:
         self.state = LinkState.OPEN
         self._events.append(HelloReceived(hello.peer_id, hello.capabilities))
 
-    def _handle_document(self, session: SyncSession, frame: Sync | Awareness) -> None:
+    def _handle_document(self, session: SyncSession, frame: DocumentFrame) -> None:
         doc_id = frame.doc_id
         if isinstance(frame, Awareness):
             self._events.append(AwarenessReceived(doc_id, parse_awareness_message(frame.message)))
+            return
+        if isinstance(frame, Resync):
+            self.resync(doc_id)
             return
         reopened = doc_id in self._absent
         if reopened:  # the remote opened it again (its step 1 comes first): sync afresh
             self._absent.discard(doc_id)
             self._settled.discard(doc_id)
             session.reset()
-        replies, completed = session.receive_message(frame.message)
+        sources = frame.sources if isinstance(frame, Relay) else None
+        replies, completed = session.receive_message(frame.message, origin=Arrival(self, sources))
         for message in replies:
             self._send(Sync(doc_id, message))
         if reopened and session.state is SyncState.NEW:
