@@ -179,8 +179,8 @@ async def test_a_remote_edit_is_drawn_and_leaves_the_caret_alone(
         await until(pilot, lambda: app.editor.text.endswith("three"), "bob's text")
         await pilot.press("up", "end")  # the caret at the end of the longest line
         await until(pilot, lambda: "one" in screen_text(app), "the text drawn")
-        text = bob.doc.get("text", type=pycrdt.Text)
-        with bob.doc.transaction():  # a change that leaves every row as wide as it was
+        text = bob.doc().get("text", type=pycrdt.Text)
+        with bob.doc().transaction():  # a change that leaves every row as wide as it was
             del text[1:2]
             text.insert(1, "X")
         await until(pilot, lambda: "oXe" in screen_text(app), "bob's change drawn")
@@ -216,7 +216,7 @@ async def test_scrollbars_follow_the_text_others_write(
         await until(
             pilot, lambda: area.vertical_scrollbar.window_virtual_size == 41, "its length, 41"
         )
-        text = bob.doc.get("text", type=pycrdt.Text)
+        text = bob.doc().get("text", type=pycrdt.Text)
         del text[: len(text) - len("a short line")]
         await until(pilot, lambda: not area.show_vertical_scrollbar, "no scrollbar")
         assert area.scroll_offset.y == 0
