@@ -31,29 +31,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import random
 import string
-import tracemalloc
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pycrdt
 
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
+from crdtsync.bench.simulated import KIB, in_virtual_time, traced
 from crdtsync.mesh import DEFAULT_MAX_CONNS
 from crdtsync.peer import Peer
 from crdtsync.protocol.link import LinkSettings
-from crdtsync.testing import virtual_clock
 from crdtsync.testing.convergence import wait_converged
-from crdtsync.transport import memory
 from crdtsync.transport.memory import SimNetwork
 
 __all__ = ["run"]
-
-T = TypeVar("T")
 
 PEERS = 32
 MAX_CONNS = (8, DEFAULT_MAX_CONNS)  # a sparse partial mesh, and the default
@@ -66,8 +61,6 @@ SETTLE = 1.0  # simulated seconds for late LINKS, glare closes and relayed dupli
 TIMEOUT = 60.0  # simulated seconds, for forming and for converging
 # No heartbeats while counting: pings never fall due within a run.
 QUIET = LinkSettings(heartbeat_interval=3600.0, dead_after=7200.0)
-SIM_TRANSPORT = tracemalloc.Filter(False, memory.__file__)
-KIB = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +99,7 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
     for peers in sizes:
         for run_index in range(1, options.runs + 1):
             seed = run_index
-            lone = await _virtual(functools.partial(_lone_heap, peers, seed))
+            lone = await in_virtual_time(functools.partial(_lone_heap, peers, seed), 10 * TIMEOUT)
             result.add(f"memory per lone peer N={peers}", "KiB", lone / peers / KIB)
             for max_conns in MAX_CONNS:
                 room = f"N={peers} c={max_conns}"
@@ -130,7 +123,9 @@ async def _measure(
     peers: int, max_conns: int, edits: int, seed: int, lone: int
 ) -> dict[str, tuple[str, float]]:
     """One run's figures for one room: label -> (unit, value)."""
-    room = await _virtual(functools.partial(_room_run, peers, max_conns, edits, seed))
+    room = await in_virtual_time(
+        functools.partial(_room_run, peers, max_conns, edits, seed), 10 * TIMEOUT
+    )
     return {
         "links": ("links", room.links),
         "max degree": ("links", room.max_degree),
@@ -152,11 +147,6 @@ def _headline(result: BenchResult, peers: int, max_conns: int) -> None:
     result.headline[f"messages_vs_relay{suffix}"] = messages / peers
     result.headline[f"memory_per_peer_kib{suffix}"] = result.median(f"memory per peer {room}")
     result.headline[f"memory_per_link_kib{suffix}"] = result.median(f"memory per link {room}")
-
-
-async def _virtual(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``scenario()`` on a virtual clock, in a thread: this loop's clock is real."""
-    return await asyncio.to_thread(virtual_clock.run, scenario(), timeout=10 * TIMEOUT)
 
 
 @asynccontextmanager
@@ -209,7 +199,7 @@ async def _room_run(count: int, max_conns: int, edits: int, seed: int) -> Room:
     loop = asyncio.get_running_loop()
     network = SimNetwork(seed, latency=LATENCY)
     async with AsyncExitStack() as stack:
-        with _traced() as heap:
+        with traced() as heap:
             before, started = heap(), loop.time()
             peers = await stack.enter_async_context(_room(network, count, max_conns))
             await _form(peers, max_conns)
@@ -248,7 +238,7 @@ async def _type(peers: list[Peer], edits: int, rng: random.Random) -> None:
 async def _lone_heap(count: int, seed: int) -> int:
     """Heap bytes ``count`` started peers hold, each alone in its room."""
     await _warm_up()
-    with _traced() as heap:
+    with traced() as heap:
         before = heap()
         async with _room(SimNetwork(seed, latency=LATENCY), count, 1, lone=True):
             await asyncio.sleep(SETTLE)  # every peer hears its (empty) room
@@ -260,23 +250,3 @@ async def _warm_up() -> None:
     async with _room(SimNetwork(0, latency=LATENCY), 2, 1) as peers:
         await _form(peers, 1)
         await _type(peers, 1, random.Random(0))
-
-
-@contextmanager
-def _traced() -> Iterator[Callable[[], int]]:
-    """Trace allocations meanwhile; yields what measures the heap traced so far."""
-    started = not tracemalloc.is_tracing()
-    if started:
-        tracemalloc.start()
-    try:
-        yield _heap
-    finally:
-        if started:
-            tracemalloc.stop()
-
-
-def _heap() -> int:
-    """Bytes traced and still held, the simulated transport's own allocations left out."""
-    gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces([SIM_TRANSPORT])
-    return sum(trace.size for trace in snapshot.traces)

@@ -23,6 +23,9 @@ BENCHMARKS = {
     "latency": "latency",
     "initial-sync": "initial_sync",
     "scale": "scale",
+    # Many documents over one link per remote peer: a newcomer opening 1,000, memory per
+    # open document, one link against one per document.
+    "workspace": "workspace",
     "interop": "interop",  # Node peers: needs npm ci and a loopback-only network namespace
     "signaling": "signaling",  # y-webrtc's server.js beside ours: needs npm ci
     # Lossy networks and blackouts, in a namespace of their own (needs root and nft), then
