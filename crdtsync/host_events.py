@@ -83,11 +83,13 @@ class CongestionChanged:
 
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
-    """Remote presence changed: awareness client ids added, updated, removed (y-protocols)."""
+    """Remote presence in document ``doc_id`` changed: awareness client ids added, updated,
+    removed (y-protocols)."""
 
     added: tuple[int, ...]
     updated: tuple[int, ...]
     removed: tuple[int, ...]
+    doc_id: str = "default"
 
 
 HostEvent = (
@@ -184,10 +186,7 @@ class HostEvents:
     simulated network): its room is always reachable.
     """
 
-    def __init__(
-        self, awareness: pycrdt.Awareness, mesh: Mesh, *, signaling_connected: bool | None
-    ) -> None:
-        self._awareness = awareness
+    def __init__(self, mesh: Mesh, *, signaling_connected: bool | None) -> None:
         self._mesh = mesh
         self._signaling = signaling_connected
         self._streams: set[EventStream] = set()
@@ -197,7 +196,7 @@ class HostEvents:
         self._diff_pending: asyncio.Handle | None = None
         self._closed = False
         mesh.on_change = self.mesh_changed
-        self._subscription = awareness.observe(self._presence_changed)
+        self._presences: dict[str, tuple[pycrdt.Awareness, str]] = {}  # doc id: subscription
 
     @property
     def connection(self) -> ConnectionState:
@@ -225,7 +224,8 @@ class HostEvents:
         self._diff()
         self._closed = True
         self._mesh.on_change = None
-        self._awareness.unobserve(self._subscription)
+        for doc_id in list(self._presences):
+            self.unwatch_presence(doc_id)
         for stream in self._streams:
             stream.end()
         self._streams.clear()
@@ -237,6 +237,22 @@ class HostEvents:
         so a burst of changes costs one comparison and every change is already in place."""
         if self._diff_pending is None and not self._closed:
             self._diff_pending = asyncio.get_running_loop().call_soon(self._diff)
+
+    def watch_presence(self, doc_id: str, awareness: pycrdt.Awareness) -> None:
+        """Report remote presence changes in document ``doc_id`` from now on."""
+        self.unwatch_presence(doc_id)
+        if not self._closed:
+            subscription = awareness.observe(
+                lambda topic, change: self._presence_changed(doc_id, topic, change)
+            )
+            self._presences[doc_id] = (awareness, subscription)
+
+    def unwatch_presence(self, doc_id: str) -> None:
+        """Stop reporting presence in ``doc_id`` (it closed); nothing if not watched."""
+        watched = self._presences.pop(doc_id, None)
+        if watched is not None:
+            awareness, subscription = watched
+            awareness.unobserve(subscription)
 
     def signaling_changed(self, connected: bool) -> None:
         """The signaling client connected or lost its server."""
@@ -268,13 +284,14 @@ class HostEvents:
             self._congested = congested
             self._publish(CongestionChanged(congested))
 
-    def _presence_changed(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
+    def _presence_changed(
+        self, doc_id: str, topic: str, change: tuple[dict[str, Any], Any]
+    ) -> None:
         diff, origin = change
         if topic != "change" or origin == "local" or self._closed:
             return
-        self._publish(
-            PresenceChanged(tuple(diff["added"]), tuple(diff["updated"]), tuple(diff["removed"]))
-        )
+        added, updated, removed = (tuple(diff[key]) for key in ("added", "updated", "removed"))
+        self._publish(PresenceChanged(added, updated, removed, doc_id))
 
     def _publish(self, event: HostEvent) -> None:
         logger.debug("= host event %s", event)

@@ -1,12 +1,16 @@
 """The mesh's state for one link: the transport link, its core, its timer and its traffic.
 
-``stats(now)`` is what ``Peer.link_stats()`` reports of it.
+The mesh moves bytes through it (``send``, ``receive``, counted) and keeps its timer at the
+core's next deadline (``arm``); ``stats(now)`` is what ``Peer.link_stats()`` reports of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+from crdtsync.errors import TransportError
+from crdtsync.protocol.frames import CloseCode
 from crdtsync.protocol.link import LinkCore
 from crdtsync.transport.base import Link
 from crdtsync.transport.stats import LinkStats
@@ -41,7 +45,47 @@ class MeshLink:
         self.deadline: float | None = None
         self.neighbors: frozenset[str] = frozenset()
         self.lost = False  # the transport link is gone: nothing more can be sent on it
-        self.held: list[bytes] = []  # updates waiting for a congested link to drain
+        self.held: dict[str, list[bytes]] = {}  # by doc id: updates waiting for a drain
+
+    def send(self, outgoing: list[bytes]) -> int:
+        """Write what the core queued, unless the transport link is lost; a failed write
+        loses it and closes the core. Returns the bytes written."""
+        written = 0
+        if self.lost:
+            return written
+        try:
+            for data in outgoing:
+                self.link.send(data)
+                written += len(data)
+                self.messages_sent += 1
+                self.bytes_sent += len(data)
+        except TransportError as exc:
+            self.lost = True
+            self.protocol.close(CloseCode.GOING_AWAY, f"send failed: {exc}")
+        return written
+
+    def receive(self, data: bytes, now: float) -> None:
+        """Feed the core one transport message that arrived at loop time ``now``."""
+        self.messages_received += 1
+        self.bytes_received += len(data)
+        self.protocol.receive_data(data, now)
+
+    def arm(self, loop: asyncio.AbstractEventLoop, on_timer: Callable[[MeshLink], None]) -> None:
+        """Set the timer to the core's next deadline, ``on_timer(self)`` when it fires."""
+        deadline = self.protocol.get_timer()
+        if deadline == self.deadline:
+            return
+        if deadline is not None and self.deadline is not None and self.deadline < deadline:
+            return  # it fires early, finds nothing due and re-arms: cheaper than per message
+        self.disarm()
+        self.deadline = deadline
+        self.timer = None if deadline is None else loop.call_at(deadline, on_timer, self)
+
+    def disarm(self) -> None:
+        """Cancel the timer (the link is gone)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def stats(self, now: float) -> LinkStats:
         """Its path, round-trip time and traffic, at loop time ``now``."""

@@ -53,11 +53,16 @@ class MeshSettings:
     # edits that follow within this many seconds of the last send wait for the window to
     # close and leave merged; a steady stream widens it (see protocol/batching.py).
     batch_window: float = DEFAULT_BATCH_WINDOW
+    # A document loaded for a remote (from the store, not open here) is unloaded after this
+    # many seconds without an update in or out: a keeper of thousands holds the busy few.
+    unload_after: float = 30.0
     link: LinkSettings = field(default_factory=LinkSettings)
 
     def __post_init__(self) -> None:
         if self.max_conns < 1:
             raise ConfigError(f"max_conns must be at least 1 (got {self.max_conns})")
+        if self.unload_after <= 0:
+            raise ConfigError(f"unload_after must be above 0 (got {self.unload_after})")
         if not 0 < self.reconnect_base <= self.reconnect_cap:
             raise ConfigError(
                 "need 0 < reconnect_base <= reconnect_cap "

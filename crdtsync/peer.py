@@ -1,8 +1,10 @@
-"""The public facade: one ``pycrdt.Doc`` kept in sync with every peer of one room.
+"""The public facade: a workspace of ``pycrdt.Doc`` documents kept in sync with a room.
 
-``Peer`` wires a replica, a presence and a mesh over a transport: WebRTC data channels
+``Peer`` wires replicas, their presence and a mesh over a transport: WebRTC data channels
 found through a signaling server (``signaling=URL``, or a list of URLs to fail over
-between), or the simulated network (``network=SimNetwork(...)``).
+between), or the simulated network (``network=SimNetwork(...)``). ``Peer(doc, ...)`` syncs
+one document (the workspace's ``"default"``); ``Peer(room=...)`` and ``await
+peer.open(doc_id)`` sync as many as the host opens, all over one link per remote peer.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ from crdtsync.transport.memory import SimNetwork
 from crdtsync.transport.stats import LinkStats
 from crdtsync.transport.webrtc import WebRTCConnector
 from crdtsync.transport.ywebrtc import YWebrtcConnector
+from crdtsync.workspace import (
+    DEFAULT_DOC_ID,
+    SharePolicy,
+    StoredDocuments,
+    check_doc_id,
+    share_everything,
+)
 
 __all__ = ["DIALECTS", "Dialect", "Peer"]
 
@@ -52,11 +61,13 @@ def _ywebrtc_link_core(
 
 
 class Peer:
-    """A collaborator in a room: ``async with Peer(doc, room="notes", network=net) as peer``."""
+    """A collaborator in a room: ``async with Peer(doc, room="notes", network=net) as peer``,
+    or a workspace: ``async with Peer(room="notes", network=net) as peer`` then
+    ``doc = await peer.open("readme.md")``."""
 
     def __init__(
         self,
-        doc: pycrdt.Doc[Any],
+        doc: pycrdt.Doc[Any] | None = None,
         *,
         room: str,
         network: SimNetwork | None = None,
@@ -76,6 +87,8 @@ class Peer:
         store_settings: StoreSettings | None = None,
         rng: random.Random | None = None,
         dialect: Dialect = "crdtsync",
+        share: SharePolicy = share_everything,
+        keep_all: bool = False,
     ) -> None:
         if dialect not in DIALECTS:
             raise ConfigError(f"dialect must be one of {DIALECTS} (got {dialect!r})")
@@ -89,9 +102,10 @@ class Peer:
             raise ConfigError("password=, token= and ssl= are for signaling=, not network=")
         if network is not None and (ice_servers, ice_transport_policy) != ((), "all"):
             raise ConfigError("ice_servers= and ice_transport_policy= are for signaling=")
-        self.doc = doc
+        if keep_all and store is None:
+            raise ConfigError("keep_all= keeps documents in the store: give store= too")
         self.room = room
-        self.awareness = pycrdt.Awareness(doc)
+        self._dialect = dialect
         self._connector: Connector
         if dialect == "y-webrtc":
             # What y-webrtc peers cannot have: our proven identities, our link settings.
@@ -103,6 +117,11 @@ class Peer:
                     )
             if signaling is None:
                 raise ConfigError("dialect='y-webrtc' needs signaling= (a y-webrtc server URL)")
+            if doc is None or keep_all or share is not share_everything:
+                raise ConfigError(
+                    "a y-webrtc room is one document: Peer(doc, dialect='y-webrtc'), "
+                    "without keep_all= or share="
+                )
             self._connector = YWebrtcConnector(
                 signaling,
                 room,
@@ -134,10 +153,8 @@ class Peer:
         # Opened and loaded first: a bad file fails here, and the doc holds its saved work
         # before any peer is linked.
         self._store = None if store is None else Store(store, store_settings)
-        self._replica = Replica(doc, store=self._store)
+        stored = None if self._store is None else StoredDocuments(self._store, keep_all=keep_all)
         self._mesh = Mesh(
-            self._replica,
-            self.awareness,
             self._connector,
             settings=MeshSettings(
                 max_conns=max_conns,
@@ -147,10 +164,16 @@ class Peer:
             ),
             rng=rng,
             link_core=_ywebrtc_link_core if dialect == "y-webrtc" else native_link_core,
+            share=share,
+            serve=None if stored is None else stored.serve,
         )
         self._events = HostEvents(
-            self.awareness, self._mesh, signaling_connected=None if network is not None else False
+            self._mesh, signaling_connected=None if network is not None else False
         )
+        self._workspace = self._mesh.workspace
+        self._workspace.on_presence = self._events.watch_presence
+        if doc is not None:
+            self._workspace.open_document(Replica(doc, doc_id=DEFAULT_DOC_ID, store=self._store))
         if isinstance(self._connector, WebRTCConnector | YWebrtcConnector):
             self._connector.signaling.on_connection_changed = self._events.signaling_changed
         self._started = False
@@ -167,6 +190,66 @@ class Peer:
     def peers(self) -> frozenset[str]:
         """Remote peers with an open link."""
         return self._mesh.peers
+
+    @property
+    def documents(self) -> frozenset[str]:
+        """The ids of the documents open here."""
+        return self._workspace.documents.pinned
+
+    @property
+    def served(self) -> frozenset[str]:
+        """The ids of documents loaded from the store for remote peers that asked for them,
+        not open here: they are unloaded again once idle."""
+        return self._workspace.served
+
+    def doc(self, doc_id: str = DEFAULT_DOC_ID) -> pycrdt.Doc[Any]:
+        """The open document ``doc_id`` (by default the document of ``Peer(doc, ...)``)."""
+        return self._open_replica(doc_id).doc
+
+    @property
+    def awareness(self) -> pycrdt.Awareness:
+        """This peer's presence in the document ``"default"`` (see :meth:`awareness_of`)."""
+        return self.awareness_of(DEFAULT_DOC_ID)
+
+    def awareness_of(self, doc_id: str) -> pycrdt.Awareness:
+        """This peer's presence (cursor, name) in an open document, and what it knows of
+        others': presence is per document, as editors show cursors per file."""
+        self._open_replica(doc_id)
+        return self._workspace.awareness(doc_id)
+
+    async def open(
+        self, doc_id: str, *, doc: pycrdt.Doc[Any] | None = None, timeout: float = 10.0
+    ) -> pycrdt.Doc[Any]:
+        """Open document ``doc_id`` (a new ``Doc``, or ``doc``) and return it once it is in
+        sync with every linked peer that holds it (at once when none does, or before
+        :meth:`start`). It is loaded from the store first, if there is one; opening an
+        open document returns it."""
+        check_doc_id(doc_id)
+        if self._dialect == "y-webrtc" and doc_id != DEFAULT_DOC_ID:
+            raise ConfigError(
+                f"a y-webrtc room is one document ({DEFAULT_DOC_ID!r}), not {doc_id!r}"
+            )
+        replica = self._workspace.pin(doc_id)
+        if replica is None:
+            replica = Replica(
+                pycrdt.Doc() if doc is None else doc, doc_id=doc_id, store=self._store
+            )
+            self._workspace.open_document(replica)
+        elif doc is not None and doc is not replica.doc:
+            raise ConfigError(f"document {doc_id!r} is open here already, with another Doc")
+        if self._started:
+            await self.wait_for(
+                lambda: self._workspace.settled(doc_id), timeout=timeout, what=f"{doc_id!r} in sync"
+            )
+        return replica.doc
+
+    async def close_document(self, doc_id: str) -> None:
+        """Stop syncing an open document (its pending edits go out first); the ``Doc`` stays
+        usable. With a store, remote peers may still sync it with us (from the store)."""
+        self._open_replica(doc_id)
+        stored = self._store is not None and doc_id in self._store.documents()
+        self._workspace.close_document(doc_id, still_served=stored)
+        self._events.unwatch_presence(doc_id)
 
     @property
     def synced(self) -> bool:
@@ -229,10 +312,10 @@ class Peer:
         self._mesh.flush()
 
     async def aclose(self) -> None:
-        """Send pending updates, say goodbye, leave the room; idempotent. The doc stays usable."""
+        """Send pending updates, say goodbye, leave the room; idempotent. The documents stay
+        usable."""
         await self._mesh.aclose()
         self._events.close()
-        self._replica.close()
         if self._store is not None:
             self._store.close()
 
@@ -265,3 +348,12 @@ class Peer:
         Raises SyncTimeoutError naming ``what`` after ``timeout`` seconds.
         """
         await self._mesh.wait_until(predicate, timeout=timeout, what=what)
+
+    def _open_replica(self, doc_id: str) -> Replica:
+        replica = (
+            self._workspace.replica(doc_id) if doc_id in self._workspace.documents.pinned else None
+        )
+        if replica is None:
+            open_ids = ", ".join(repr(open_id) for open_id in sorted(self.documents)) or "none"
+            raise ConfigError(f"document {doc_id!r} is not open here (open: {open_ids})")
+        return replica

@@ -1,16 +1,20 @@
 """``crdtsync peer``: one collaborator as a process, driven by JSON lines on stdin.
 
 Used by the multi-process tests and handy for trying a room by hand. Each input line is a
-JSON object: ``{"append": "text"}`` adds to the shared text, ``{"flush": true}`` waits until
-every edit so far is in the store, ``{"report": true}`` prints the peer's state,
+JSON object: ``{"append": "text"}`` adds to the shared text (``"doc": id`` says of which
+document, opened first if need be; by default ``"default"``), ``{"flush": true}`` waits
+until every edit so far is in the store, ``{"report": true}`` prints the peer's state
+(``"docs": [ids]`` adds the text of each of those documents, opened first),
 ``{"quit": true}`` leaves. Each output line is a JSON object: ``{"ready": id}`` once joined,
 ``{"peers": [...]}`` whenever the linked peers change, ``{"flushed": n}`` after the n-th
 flush, and the reports. The end of input ends the peer too, unless ``--serve`` (a service's
 input ends at once): then it runs until SIGTERM or Ctrl-C. Several ``--signaling`` URLs
-are servers to fail over between, in that order. With ``--store FILE`` the peer
-keeps its document in that store, so a restarted process comes back with its edits. With
-``--dialect y-webrtc`` it joins a y-webrtc room: with a store, it keeps a browser room's
-document while every browser is closed, and hands it to the next one that opens the room.
+are servers to fail over between, in that order. With ``--store FILE`` the peer keeps every
+document of the room's workspace in that store, the ones other peers open too: a restarted
+process comes back with its edits, and an always-on one serves them while their editors are
+closed. With ``--dialect y-webrtc`` it joins a y-webrtc room: with a store, it keeps a
+browser room's document while every browser is closed, and hands it to the next one that
+opens the room.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any
 
 import pycrdt
 
-from crdtsync.errors import SyncTimeoutError
+from crdtsync.errors import ConfigError, SyncTimeoutError
 from crdtsync.peer import Dialect, Peer
+from crdtsync.workspace import DEFAULT_DOC_ID
 
 __all__ = ["emit", "read_stdin", "run_peer", "stop_signals"]
 
@@ -98,6 +103,7 @@ async def run_peer(
         store=store,
         dialect=dialect,
         password=password,
+        keep_all=store is not None and dialect == "crdtsync",
     ) as peer:
         emit(ready=peer.id)
         watcher = asyncio.create_task(_report_peers(peer))
@@ -117,14 +123,15 @@ async def run_peer(
 
 async def _obey(peer: Peer, commands: asyncio.StreamReader) -> bool:
     """Carry out command lines until ``quit`` (True) or the end of input (False)."""
-    text = peer.doc.get(TEXT, type=pycrdt.Text)
     flushes = 0
     while line := await commands.readline():  # empty: stdin closed
         try:
             command = json.loads(line)
             if not isinstance(command, dict):
                 raise TypeError("a command is a JSON object")
-        except (ValueError, TypeError) as exc:
+            text = await _text(peer, command.get("doc", DEFAULT_DOC_ID))
+            reported = {doc_id: await _text(peer, doc_id) for doc_id in command.get("docs", ())}
+        except (ValueError, TypeError, ConfigError) as exc:
             emit(error=f"bad command: {exc}")
             continue
         if "append" in command:
@@ -138,6 +145,7 @@ async def _obey(peer: Peer, commands: asyncio.StreamReader) -> bool:
                 report={
                     "id": peer.id,
                     "text": str(text),
+                    "docs": {doc_id: str(text) for doc_id, text in reported.items()},
                     "peers": sorted(peer.peers),
                     "congested": sorted(peer.congested),
                     "bytes_sent": peer.bytes_sent,
@@ -146,3 +154,12 @@ async def _obey(peer: Peer, commands: asyncio.StreamReader) -> bool:
         if command.get("quit"):
             return True
     return False
+
+
+async def _text(peer: Peer, doc_id: object) -> pycrdt.Text:
+    """The shared text of document ``doc_id``, opened first if it is not open."""
+    if not isinstance(doc_id, str):
+        raise TypeError(f"a document id is a string (got {doc_id!r})")
+    doc = peer.doc(doc_id) if doc_id in peer.documents else await peer.open(doc_id)
+    text: pycrdt.Text = doc.get(TEXT, type=pycrdt.Text)
+    return text

@@ -112,7 +112,7 @@ class BackgroundPeer:
         def in_transaction(peer: Peer) -> T:
             self._in_call = True  # the transaction commits inside: its change is the host's
             try:
-                with peer.doc.transaction(origin=LOCAL_ORIGIN):
+                with peer.doc().transaction(origin=LOCAL_ORIGIN):
                     return fn(peer)
             finally:
                 self._in_call = False

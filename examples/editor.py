@@ -228,7 +228,7 @@ class EditorApp(App[None]):
         super().__init__()
         self.peer = peer
         self.user = name
-        self.cursors = TextCursors(peer.awareness, peer.doc, text)
+        self.cursors = TextCursors(peer.awareness, peer.doc(), text)
         self.cursors.set_user(name, color_for(name))
         self.editor = SharedTextArea(self.cursors, capture_timeout_millis=capture_timeout_millis)
         self._events = peer.events()

@@ -26,14 +26,14 @@ TIMEOUT = 10.0
 
 def add_line(line: str) -> Callable[[Peer], None]:
     def edit(peer: Peer) -> None:
-        text = peer.doc.get("notes", type=pycrdt.Text)
+        text = peer.doc().get("notes", type=pycrdt.Text)
         text.insert(len(text), line + "\n")
 
     return edit
 
 
 def notes(peer: Peer) -> str:
-    return str(peer.doc.get("notes", type=pycrdt.Text))
+    return str(peer.doc().get("notes", type=pycrdt.Text))
 
 
 def wait_for_line(peer: BackgroundPeer, line: str) -> None:

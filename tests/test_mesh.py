@@ -16,11 +16,11 @@ from crdtsync.testing.virtual_clock import run
 
 
 def text_of(peer: Peer) -> str:
-    return str(peer.doc.get("text", type=pycrdt.Text))
+    return str(peer.doc().get("text", type=pycrdt.Text))
 
 
 def type_in(peer: Peer, words: str) -> None:
-    text = peer.doc.get("text", type=pycrdt.Text)
+    text = peer.doc().get("text", type=pycrdt.Text)
     text.insert(len(text), words)
 
 
@@ -31,7 +31,7 @@ def test_full_mesh_forms_and_converges() -> None:
                 assert peer.peers == {other.id for other in peers} - {peer.id}
             for index, peer in enumerate(peers):
                 type_in(peer, f"<{index}>")
-            await wait_converged([peer.doc for peer in peers], timeout=5)
+            await wait_converged([peer.doc() for peer in peers], timeout=5)
             assert all(f"<{index}>" in text_of(peers[0]) for index in range(5))
 
     run(scenario())
@@ -46,7 +46,7 @@ def test_full_mesh_relays_nothing() -> None:
             await asyncio.sleep(0.5)  # LINKS announcements settle (virtual time)
             before = network.messages_delivered
             type_in(peers[0], "one edit")
-            await wait_converged([peer.doc for peer in peers], timeout=5)
+            await wait_converged([peer.doc() for peer in peers], timeout=5)
             await asyncio.sleep(0.1)
             assert network.messages_delivered - before == 3
 
@@ -61,7 +61,7 @@ def test_partial_mesh_of_twelve_converges_through_relays() -> None:
             assert max(degrees) < 11, degrees  # really partial
             for index, peer in enumerate(peers):
                 type_in(peer, f"[{index}]")
-            await wait_converged([peer.doc for peer in peers], timeout=10)
+            await wait_converged([peer.doc() for peer in peers], timeout=10)
             assert all(f"[{index}]" in text_of(peers[5]) for index in range(12))
 
     run(scenario())
@@ -78,7 +78,7 @@ def test_crashed_peer_is_dropped_within_seconds() -> None:
             await alice.wait_for(lambda: carol.id not in alice.peers, timeout=10, what="drop")
             assert loop.time() - crashed_at <= 6.0  # dead_after 5 s + one heartbeat
             type_in(alice, "after the crash")
-            await wait_converged([alice.doc, bob.doc], timeout=5)
+            await wait_converged([alice.doc(), bob.doc()], timeout=5)
             await carol.aclose()
 
     run(scenario())
@@ -92,13 +92,13 @@ def test_partition_then_heal_converges_and_relinks() -> None:
             network.partition({p.id for p in left}, {p.id for p in right})
             for index, peer in enumerate(peers):
                 type_in(peer, f"({index})")
-            await wait_converged([p.doc for p in left], timeout=5)
-            await wait_converged([p.doc for p in right], timeout=5)
-            assert not converged([peer.doc for peer in peers])
+            await wait_converged([p.doc() for p in left], timeout=5)
+            await wait_converged([p.doc() for p in right], timeout=5)
+            assert not converged([peer.doc() for peer in peers])
             await asyncio.sleep(10)  # both sides give up on the cut links
             assert right[0].id not in left[0].peers
             network.heal()
-            await wait_converged([peer.doc for peer in peers], timeout=20)
+            await wait_converged([peer.doc() for peer in peers], timeout=20)
             for peer in peers:
                 await peer.wait_for_peers(3, timeout=20)
 
@@ -113,9 +113,9 @@ def test_rejoin_after_crash_with_offline_edits() -> None:
             await carol.aclose()
             type_in(carol, "typed while offline")  # the doc outlives its peer
             type_in(alice, "typed meanwhile")
-            async with Peer(carol.doc, room="room", network=network) as again:
+            async with Peer(carol.doc(), room="room", network=network) as again:
                 await again.wait_for_peers(2, timeout=10)
-                await wait_converged([alice.doc, bob.doc, carol.doc], timeout=10)
+                await wait_converged([alice.doc(), bob.doc(), carol.doc()], timeout=10)
             assert "typed while offline" in text_of(bob)
 
     run(scenario())
@@ -127,7 +127,7 @@ def test_awareness_reaches_everyone_and_expires_for_the_crashed() -> None:
         async with sim_room(network, 3, presence_timeout=10.0) as (alice, bob, carol):
             alice.awareness.set_local_state({"name": "alice", "cursor": 3})
             await asyncio.sleep(0.1)
-            client = alice.doc.client_id
+            client = alice.doc().client_id
             assert bob.awareness.states[client] == {"name": "alice", "cursor": 3}
             assert carol.awareness.states[client]["name"] == "alice"
             network.crash(alice.id)
@@ -153,10 +153,9 @@ def test_glare_leaves_one_link() -> None:
     async def scenario() -> None:
         network = SimNetwork(seed=9)
         docs = [pycrdt.Doc(), pycrdt.Doc()]
-        meshes = [
-            Mesh(Replica(doc), pycrdt.Awareness(doc), network.connector("room")) for doc in docs
-        ]
-        for mesh in meshes:
+        meshes = [Mesh(network.connector("room")) for _ in docs]
+        for mesh, doc in zip(meshes, docs, strict=True):
+            mesh.workspace.open_document(Replica(doc))
             await mesh.start()
         alice, bob = meshes
         bob.connector.dial(alice.local_id)  # the larger id dials too, against the rule: glare
@@ -190,7 +189,7 @@ def test_a_congested_link_holds_updates_and_merges_them() -> None:
                 congested |= alice.congested == {bob.id}
             assert congested
             assert most_queued <= settings.send_buffer_high + 2 * edit_size
-            await wait_converged([alice.doc, bob.doc], timeout=10)
+            await wait_converged([alice.doc(), bob.doc()], timeout=10)
             assert alice.congested == frozenset()
             assert len(text_of(bob)) == edits * edit_size
             # Each frame that got through before the mark, then the held ones as one.
@@ -205,7 +204,7 @@ def test_bytes_sent_are_received_or_still_on_their_way() -> None:
         network = SimNetwork(seed=6, latency=0.01)
         async with sim_room(network, 3) as peers:
             type_in(peers[0], "counted")
-            await wait_converged([peer.doc for peer in peers], timeout=5)
+            await wait_converged([peer.doc() for peer in peers], timeout=5)
             sent = sum(peer.bytes_sent for peer in peers)
             received = sum(peer.bytes_received for peer in peers)
             in_flight = sum(
@@ -225,13 +224,13 @@ def test_a_burst_of_edits_leaves_merged_and_a_lone_edit_at_once() -> None:
             type_in(alice, "lone")
             loop = asyncio.get_running_loop()
             sent_at = loop.time()
-            await wait_converged([alice.doc, bob.doc], timeout=5)
+            await wait_converged([alice.doc(), bob.doc()], timeout=5)
             assert loop.time() - sent_at < 0.01 + 0.001  # one network latency, no window
             before = network.messages_delivered
             for index in range(50):  # one edit per tick, as fast as a script types
                 type_in(alice, f"<{index}>")
                 await asyncio.sleep(0)
-            await wait_converged([alice.doc, bob.doc], timeout=5)
+            await wait_converged([alice.doc(), bob.doc()], timeout=5)
             return network.messages_delivered - before
 
     async def scenario() -> None:
@@ -250,14 +249,14 @@ def test_a_steady_stream_widens_the_window_and_a_pause_narrows_it_again() -> Non
             for index in range(160):  # an edit every 5 ms for 0.8 s: a steady stream
                 type_in(alice, f"<{index}>")
                 await asyncio.sleep(0.005)
-            await wait_converged([alice.doc, bob.doc], timeout=5)
+            await wait_converged([alice.doc(), bob.doc()], timeout=5)
             # Messages both ways: a window fixed at 10 ms takes ~160 here, a widening one ~25.
             assert network.messages_delivered - before <= 40
             await asyncio.sleep(0.2)  # a pause
             type_in(alice, "lone")
             loop = asyncio.get_running_loop()
             sent_at = loop.time()
-            await wait_converged([alice.doc, bob.doc], timeout=5)
+            await wait_converged([alice.doc(), bob.doc()], timeout=5)
             assert loop.time() - sent_at < 0.01 + 0.001  # one network latency: no window
 
     run(scenario())
@@ -275,7 +274,7 @@ def test_a_newcomer_gets_the_document_once_not_once_per_peer() -> None:
             async with newcomer:
                 await newcomer.wait_for_peers(4, timeout=5)
                 await newcomer.wait_synced(timeout=5)
-                assert converged([newcomer.doc, *(peer.doc for peer in peers)])
+                assert converged([newcomer.doc(), *(peer.doc() for peer in peers)])
                 # Its first sync brings the document; the other links only what it lacked.
                 assert size < newcomer.bytes_received < 1.5 * size
 

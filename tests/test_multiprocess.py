@@ -156,10 +156,18 @@ async def test_a_stopped_peer_backs_up_its_link_and_catches_up_after() -> None:
 
 KILL_SEED = 20261125
 KILL_ROUNDS = 20
+DOCS = ("default", "notes/a.md", "notes/b.md", "todo.md")  # the victim types in all four
+
+
+async def words_in(peer: PeerProcess) -> set[str]:
+    """Every word of every document in ``DOCS`` on ``peer``, each tagged with its document."""
+    texts = (await peer.report(docs=DOCS))["docs"]
+    return {f"{doc_id}:{word}" for doc_id in DOCS for word in texts[doc_id].split()}
 
 
 async def test_flushed_and_received_edits_survive_sigkill(tmp_path: Path) -> None:
-    """A peer is killed at a random point, over and over, and restarted from its store."""
+    """A peer typing in several documents is killed at a random point, over and over, and
+    restarted from its store."""
     rng = random.Random(KILL_SEED)
     processes: list[asyncio.subprocess.Process] = []
     async with cleanup(processes):
@@ -167,38 +175,50 @@ async def test_flushed_and_received_edits_survive_sigkill(tmp_path: Path) -> Non
         processes.append(server)
         witness = await PeerProcess.start(url)
         processes.append(witness.process)
+        await words_in(witness)  # it opens the documents, so it receives them
         store = tmp_path / "victim.db"
         confirmed: set[str] = set()
         for round_ in range(KILL_ROUNDS):
             where = f"seed {KILL_SEED}, round {round_}"
             victim = await PeerProcess.start(url, store)
             processes.append(victim.process)
-            kept = set((await victim.text()).split())
+            kept = await words_in(victim)
             assert confirmed <= kept, f"{where}: lost {sorted(confirmed - kept)}"
-            words = [f"r{round_}-{index}" for index in range(rng.randint(1, 40))]
+            words = [
+                (rng.choice(DOCS), f"r{round_}-{index}") for index in range(rng.randint(1, 40))
+            ]
             flush_after = rng.randint(0, len(words))
-            for index, word in enumerate(words):
-                await victim.send(append=f" {word}")
+            for index, (doc_id, word) in enumerate(words):
+                await victim.send(append=f" {word}", doc=doc_id)
                 if index + 1 == flush_after:
                     await victim.send(flush=True)
                     await victim.next_event("flushed")
-                    confirmed |= set(words[:flush_after])
+                    confirmed |= {f"{doc_id}:{word}" for doc_id, word in words[:flush_after]}
             if rng.random() < 0.5:  # sometimes let the edits reach the witness first
-                await witness.until_text({words[-1]})
+                last_doc, last_word = words[-1]
+                await witness.until_report(
+                    lambda report, d=last_doc, w=last_word: w in report["docs"][d].split(),
+                    timeout=TIMEOUT,
+                    what="the last word",
+                    docs=DOCS,
+                )
             await victim.kill()
-            received = {word for word in (await witness.text()).split() if word.startswith("r")}
+            received = {word for word in await words_in(witness) if ":r" in word}
             restarted = await PeerProcess.start(url, store)
             processes.append(restarted.process)
-            kept = set((await restarted.text()).split())
+            kept = await words_in(restarted)
             assert received <= kept, f"{where}: the witness had {sorted(received - kept)}"
             await restarted.kill()
         final = await PeerProcess.start(url, store)
         processes.append(final.process)
         await final.until_peers(lambda linked: witness.id in linked)
-        await final.until_text(confirmed)
-        async with asyncio.timeout(TIMEOUT):  # the two replicas converge
+        async with asyncio.timeout(TIMEOUT):  # the two replicas converge, every document
             while True:
-                if await final.text() == await witness.text():
+                ours = (await final.report(docs=DOCS))["docs"]
+                if (
+                    confirmed <= await words_in(final)
+                    and ours == (await witness.report(docs=DOCS))["docs"]
+                ):
                     break
                 await asyncio.sleep(0.05)  # a report is a poll of another process
         await final.quit()

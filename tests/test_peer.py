@@ -101,8 +101,8 @@ async def test_pytest_plugin_fixtures(
 ) -> None:
     async with sim_peers(3) as peers:
         assert all(len(peer.peers) == 2 for peer in peers)
-        peers[0].doc["text"] = pycrdt.Text("from the fixture")
-        await wait_converged([peer.doc for peer in peers], timeout=5)
+        peers[0].doc()["text"] = pycrdt.Text("from the fixture")
+        await wait_converged([peer.doc() for peer in peers], timeout=5)
     assert sim_network.messages_delivered > 0
 
 

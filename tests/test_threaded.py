@@ -40,12 +40,12 @@ def server_url() -> Iterator[str]:
 
 
 def text_of(peer: Peer) -> str:
-    return str(peer.doc.get("text", type=pycrdt.Text))
+    return str(peer.doc().get("text", type=pycrdt.Text))
 
 
 def append(words: str) -> Callable[[Peer], int]:
     def edit(peer: Peer) -> int:
-        text = peer.doc.get("text", type=pycrdt.Text)
+        text = peer.doc().get("text", type=pycrdt.Text)
         text.insert(len(text), words)
         return len(text)
 

@@ -79,7 +79,7 @@ def load_editor() -> ModuleType:
 async def receive(url: str, mode: str) -> None:
     """Join the room; print ``{"ready": id}``, then ``{"length": n, "at": t}`` per change."""
     peer = Peer(pycrdt.Doc(), room=ROOM, signaling=url, host_addresses=LOOPBACK)
-    text = peer.doc.get("text", type=pycrdt.Text)
+    text = peer.doc().get("text", type=pycrdt.Text)
 
     def report(length: int) -> None:
         print(json.dumps({"length": length, "at": _now()}), flush=True)
@@ -185,7 +185,7 @@ async def bare_once(url: str) -> list[float]:
         async with peer:
             await peer.wait_for_peers(1, timeout=TIMEOUT)
             await peer.wait_synced(timeout=TIMEOUT)
-            text = peer.doc.get("text", type=pycrdt.Text)
+            text = peer.doc().get("text", type=pycrdt.Text)
 
             async def type_one() -> None:
                 text.insert(len(text), "x")

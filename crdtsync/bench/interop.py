@@ -153,7 +153,7 @@ class _PythonPeer:
         return len(self.text), self.peer.bytes_sent
 
     async def aclose(self) -> None:
-        self.peer.doc.unobserve(self._subscription)
+        self.peer.doc().unobserve(self._subscription)
         await self.peer.aclose()
 
 

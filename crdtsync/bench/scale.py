@@ -234,10 +234,10 @@ async def _room_run(count: int, max_conns: int, edits: int, seed: int) -> Room:
 async def _type(peers: list[Peer], edits: int, rng: random.Random) -> None:
     """``edits`` one-character inserts by random peers, ``EDIT_GAP`` apart; then converge."""
     for _ in range(edits):
-        text = rng.choice(peers).doc.get("text", type=pycrdt.Text)
+        text = rng.choice(peers).doc().get("text", type=pycrdt.Text)
         text.insert(rng.randint(0, len(text)), rng.choice(string.ascii_lowercase))
         await asyncio.sleep(EDIT_GAP)
-    docs: list[pycrdt.Doc[Any]] = [peer.doc for peer in peers]
+    docs: list[pycrdt.Doc[Any]] = [peer.doc() for peer in peers]
     await wait_converged(docs, timeout=TIMEOUT)
     for index, doc in enumerate(docs):
         length = len(doc.get("text", type=pycrdt.Text))

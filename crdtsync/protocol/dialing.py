@@ -7,7 +7,7 @@ lasts. A failed or lost link is redialed after a jittered, doubling delay, longe
 whose link was closed for bad input. The delay paces attempts, not the gaps between them: it
 counts from when a failed dial started, so a dial that spent its whole connect timeout on a
 dead network is followed at once by the next, and the link returns as soon as the network
-does, with no more dials than the timeout allows. The mesh (``mesh.py``) asks
+does, with no more dials than the timeout allows. The mesh (``mesh_dialing.py``) asks
 ``due(now, ...)``, dials, and says ``dialed``.
 """
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 __all__ = [
     "AwarenessQueried",
     "AwarenessReceived",
+    "DocumentAbsent",
+    "DocumentRequested",
     "Event",
     "HelloReceived",
     "LinkClosed",
@@ -50,6 +52,21 @@ class AwarenessQueried:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentRequested:
+    """The remote sent a frame for a document this link does not carry: the adapter either
+    adds it (``add_document``: the frame is then handled) or refuses it (``refuse_document``)."""
+
+    doc_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentAbsent:
+    """The remote does not sync this document with us (ABSENT): nothing to wait for from it."""
+
+    doc_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinksReceived:
     """The remote peer announced the peers it has open links with (used to relay less)."""
 
@@ -70,6 +87,8 @@ Event = (
     | SyncCompleted
     | AwarenessReceived
     | AwarenessQueried
+    | DocumentRequested
+    | DocumentAbsent
     | LinksReceived
     | LinkClosed
 )

@@ -19,6 +19,7 @@ from crdtsync.errors import LocalProtocolError, ProtocolError
 from crdtsync.protocol.ymessages import parse_awareness_message, parse_sync_message
 
 __all__ = [
+    "CAPABILITY_WORKSPACE",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_CAPABILITIES",
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_LINK_IDS",
     "MAX_PEER_ID_LENGTH",
     "PROTOCOL_VERSION",
+    "Absent",
     "Awareness",
     "Bye",
     "Chunk",
@@ -45,6 +47,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+# Said in HELLO by peers that answer a document they do not sync with ABSENT (a workspace
+# of many documents); a link to a peer without it carries its documents as before.
+CAPABILITY_WORKSPACE = "workspace"
 
 
 class FrameKind(IntEnum):
@@ -58,6 +63,7 @@ class FrameKind(IntEnum):
     CHUNK = 5
     BYE = 6
     LINKS = 7
+    ABSENT = 8
 
 
 class CloseCode(IntEnum):
@@ -90,6 +96,7 @@ MAX_CAPABILITY_LENGTH = 64
 MAX_LINK_IDS = 1024  # matches the awareness client limit: far above any room we mesh
 
 _MAX_UINT64 = 2**64 - 1  # msgpack's largest integer
+_DOCUMENT_KINDS = frozenset({FrameKind.SYNC, FrameKind.AWARENESS, FrameKind.ABSENT})
 _HELLO_KEYS = frozenset({"v", "id", "caps"})
 
 
@@ -157,7 +164,15 @@ class Links:
     peer_ids: frozenset[str]
 
 
-Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """The sender does not sync this document with us (lacks it, closed it, or may not share
+    it): stop sending for it until its own step 1 says otherwise."""
+
+    doc_id: str
+
+
+Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links | Absent
 
 _Error: TypeAlias = type[ProtocolError]
 
@@ -261,6 +276,8 @@ def _check_frame(frame: object, error: _Error, max_frame_size: int) -> None:
     elif isinstance(frame, Links):
         for peer_id in _id_set(frame.peer_ids, "link ids", error, MAX_LINK_IDS):
             _peer_id(peer_id, "LINKS peer id", error)
+    elif isinstance(frame, Absent):
+        _str(frame.doc_id, "ABSENT doc_id", error, MAX_DOC_ID_LENGTH)
     else:
         raise error(f"not a frame: {type(frame).__name__}")
 
@@ -281,6 +298,8 @@ def _to_wire(frame: Frame) -> list[Any]:
         return [FrameKind.CHUNK, "", [frame.message_id, frame.index, frame.count, frame.data]]
     if isinstance(frame, Bye):
         return [FrameKind.BYE, "", [frame.code, frame.reason]]
+    if isinstance(frame, Absent):
+        return [FrameKind.ABSENT, frame.doc_id, None]
     return [FrameKind.LINKS, "", sorted(frame.peer_ids)]
 
 
@@ -387,6 +406,10 @@ def _from_wire(kind: FrameKind, body: Any, doc_id: str) -> Frame:
         return Chunk(*_list(body, "CHUNK body [message_id, index, count, data]", 4))
     if kind is FrameKind.BYE:
         return Bye(*_list(body, "BYE body [code, reason]", 2))
+    if kind is FrameKind.ABSENT:
+        if body is not None:
+            raise ProtocolError(f"ABSENT body must be nil (got {_msgpack_type(body)})")
+        return Absent(doc_id)
     return Links(_unique_strs(body, "LINKS ids"))
 
 
@@ -423,8 +446,10 @@ def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -
     try:
         kind = FrameKind(_uint(kind_value, "frame kind", ProtocolError))
     except ValueError:
-        raise ProtocolError(f"unknown frame kind {kind_value} (known: 0..7)") from None
-    if kind in (FrameKind.SYNC, FrameKind.AWARENESS):
+        raise ProtocolError(
+            f"unknown frame kind {kind_value} (known: 0..{max(FrameKind)})"
+        ) from None
+    if kind in _DOCUMENT_KINDS:
         _str(doc_id, f"{kind.name} doc_id", ProtocolError, MAX_DOC_ID_LENGTH)
     elif doc_id != "":
         raise ProtocolError(f"{kind.name} frame carries doc_id {doc_id!r}; expected ''")

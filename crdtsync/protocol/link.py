@@ -18,6 +18,8 @@ from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.budget import TokenBucket
 from crdtsync.protocol.events import (
     AwarenessReceived,
+    DocumentAbsent,
+    DocumentRequested,
     Event,
     HelloReceived,
     LinkClosed,
@@ -25,8 +27,10 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
+    CAPABILITY_WORKSPACE,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
+    Absent,
     Awareness,
     Bye,
     Chunk,
@@ -105,8 +109,12 @@ class LinkCore(Protocol):
 
     @property
     def synced(self) -> bool: ...
-
+    def carries(self, doc_id: str) -> bool: ...
+    def settled(self, doc_id: str) -> bool: ...
     def start(self, now: float, *, sync: bool = True) -> None: ...
+    def add_document(self, doc_id: str, document: DocumentAccess, *, sync: bool = True) -> None: ...
+    def remove_document(self, doc_id: str, *, tell: bool = True) -> None: ...
+    def refuse_document(self, doc_id: str) -> None: ...
     def send_update(self, doc_id: str, update: bytes) -> None: ...
     def send_awareness(self, doc_id: str, update: bytes) -> None: ...
     def send_links(self, peer_ids: frozenset[str]) -> None: ...
@@ -142,11 +150,15 @@ class LinkProtocol:
         self.close_reason = ""
         self.round_trip_time: float | None = None
         self._ping_sent: tuple[int, float] | None = None  # the last PING's nonce and time
-        self._capabilities = capabilities
+        self._capabilities = capabilities | {CAPABILITY_WORKSPACE}
         self._sessions = {
             doc_id: SyncSession(doc, origin=self) for doc_id, doc in documents.items()
         }
-        self._synced: set[str] = set()
+        self._settled: set[str] = set()  # step 2 arrived, or the remote said ABSENT
+        self._absent: set[str] = set()  # documents the remote said ABSENT for
+        # Frames for documents this link does not carry, until the adapter adds or refuses
+        # them (it answers each DocumentRequested before it feeds the next message).
+        self._requested: dict[str, list[Sync | Awareness]] = {}
         self._reassembler = Reassembler(max_frame_size=self.settings.max_frame_size)
         self._outgoing: list[bytes] = []
         self._events: list[Event] = []
@@ -184,17 +196,58 @@ class LinkProtocol:
         for doc_id in self._sessions if sync else ():
             self.resync(doc_id)
 
+    def add_document(self, doc_id: str, document: DocumentAccess, *, sync: bool = True) -> None:
+        """Carry one more document; then drain ``data_to_send()`` and ``events_received()``.
+
+        On a started link step 1 goes out at once (with ``sync=False``, at
+        :meth:`start_sync`); frames the remote sent for it meanwhile are handled now. A
+        document unloaded and loaded again comes back this way too: its step 1 fetches what
+        it missed, and a late step 2 from before is still welcome.
+        """
+        if doc_id in self._sessions:
+            raise LocalProtocolError(f"document {doc_id!r} is on this link already")
+        session = SyncSession(document, origin=self)
+        self._sessions[doc_id] = session
+        if self._started and sync:
+            self.resync(doc_id)
+        for frame in self._requested.pop(doc_id, ()):
+            if self.state is LinkState.CLOSED:
+                break
+            try:
+                self._handle_document(session, frame)
+            except ProtocolError as exc:
+                logger.warning("! %r: %s", self, exc)
+                self.close(exc.close_code, str(exc))
+
+    def remove_document(self, doc_id: str, *, tell: bool = True) -> None:
+        """Stop carrying a document; with ``tell``, say ABSENT so the remote stops sending it
+        (without: a document unloaded while still served; its frames come back as a
+        ``DocumentRequested``)."""
+        self._session(doc_id)
+        del self._sessions[doc_id]
+        self._settled.discard(doc_id)
+        if doc_id in self._absent:
+            self._absent.discard(doc_id)
+        elif tell and self._started:
+            self._say_absent(doc_id)
+
+    def refuse_document(self, doc_id: str) -> None:
+        """Answer a ``DocumentRequested``: we do not sync that document with this peer."""
+        if doc_id in self._sessions:
+            raise LocalProtocolError(f"document {doc_id!r} is on this link: remove it instead")
+        self._requested.pop(doc_id, None)
+        self._say_absent(doc_id)
+
     def send_update(self, doc_id: str, update: bytes) -> None:
         """Queue a document update (local or relayed); then drain ``data_to_send()``."""
-        if self.state is LinkState.CLOSED:
+        if self.state is LinkState.CLOSED or self._remote_lacks(doc_id):
             return
         for message in self._session(doc_id).send_update(update):
             self._send(Sync(doc_id, message))
 
     def send_awareness(self, doc_id: str, update: bytes) -> None:
         """Queue a presence update (awareness update bytes); then drain ``data_to_send()``."""
-        self._session(doc_id)
-        if self.state is not LinkState.CLOSED:
+        if self.state is not LinkState.CLOSED and not self._remote_lacks(doc_id):
             self._send(Awareness(doc_id, awareness_message(update)))
 
     def send_links(self, peer_ids: frozenset[str]) -> None:
@@ -207,7 +260,7 @@ class LinkProtocol:
 
         The mesh calls it after it lost a link: what was in flight on it may be gone.
         """
-        if self.state is LinkState.CLOSED:
+        if self.state is LinkState.CLOSED or self._remote_lacks(doc_id):
             return
         for message in self._session(doc_id).start():
             self._send(Sync(doc_id, message))
@@ -294,8 +347,17 @@ class LinkProtocol:
 
     @property
     def synced(self) -> bool:
-        """Whether step 2 arrived for every document on this link."""
-        return self.state is LinkState.OPEN and len(self._synced) == len(self._sessions)
+        """Whether every document on this link is settled (see :meth:`settled`)."""
+        return self.state is LinkState.OPEN and len(self._settled) == len(self._sessions)
+
+    def carries(self, doc_id: str) -> bool:
+        """Whether this link syncs ``doc_id`` (the remote may still say ABSENT for it)."""
+        return doc_id in self._sessions
+
+    def settled(self, doc_id: str) -> bool:
+        """Whether nothing more is owed from the remote for ``doc_id``: its step 2 arrived, or
+        it said ABSENT (it does not sync that document with us)."""
+        return self.state is LinkState.OPEN and doc_id in self._settled
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -317,6 +379,15 @@ class LinkProtocol:
         if session is None:
             raise LocalProtocolError(f"unknown document {doc_id!r} on this link")
         return session
+
+    def _remote_lacks(self, doc_id: str) -> bool:
+        """Whether the remote said ABSENT for ``doc_id``; LocalProtocolError if not carried."""
+        self._session(doc_id)
+        return doc_id in self._absent
+
+    def _say_absent(self, doc_id: str) -> None:
+        if self.state is LinkState.OPEN and CAPABILITY_WORKSPACE in self.remote_capabilities:
+            self._send(Absent(doc_id))
 
     def _send(self, frame: Frame) -> None:
         encoded = encode_frame(frame)
@@ -348,20 +419,20 @@ class LinkProtocol:
             return
         if isinstance(frame, Hello):
             raise ProtocolError("a second HELLO on an open link")
-        if isinstance(frame, Sync):
-            replies, completed = self._session_for_remote(frame.doc_id).receive_message(
-                frame.message
-            )
-            for message in replies:
-                self._send(Sync(frame.doc_id, message))
-            if completed:
-                self._synced.add(frame.doc_id)
-                self._events.append(SyncCompleted(frame.doc_id))
-        elif isinstance(frame, Awareness):
-            self._session_for_remote(frame.doc_id)
-            self._events.append(
-                AwarenessReceived(frame.doc_id, parse_awareness_message(frame.message))
-            )
+        if isinstance(frame, Sync | Awareness):
+            session = self._sessions.get(frame.doc_id)
+            if session is not None:
+                self._handle_document(session, frame)
+            elif frame.doc_id in self._requested:
+                self._requested[frame.doc_id].append(frame)
+            else:
+                self._requested[frame.doc_id] = [frame]
+                self._events.append(DocumentRequested(frame.doc_id))
+        elif isinstance(frame, Absent):
+            if frame.doc_id in self._sessions and frame.doc_id not in self._absent:
+                self._absent.add(frame.doc_id)
+                self._settled.add(frame.doc_id)
+                self._events.append(DocumentAbsent(frame.doc_id))
         elif isinstance(frame, Ping):
             self._send(Pong(frame.nonce))
         elif isinstance(frame, Links):
@@ -380,8 +451,21 @@ class LinkProtocol:
         self.state = LinkState.OPEN
         self._events.append(HelloReceived(hello.peer_id, hello.capabilities))
 
-    def _session_for_remote(self, doc_id: str) -> SyncSession:
-        session = self._sessions.get(doc_id)
-        if session is None:
-            raise ProtocolError(f"frame for unknown document {doc_id!r}")
-        return session
+    def _handle_document(self, session: SyncSession, frame: Sync | Awareness) -> None:
+        doc_id = frame.doc_id
+        if isinstance(frame, Awareness):
+            self._events.append(AwarenessReceived(doc_id, parse_awareness_message(frame.message)))
+            return
+        reopened = doc_id in self._absent
+        if reopened:  # the remote opened it again (its step 1 comes first): sync afresh
+            self._absent.discard(doc_id)
+            self._settled.discard(doc_id)
+            session.reset()
+        replies, completed = session.receive_message(frame.message)
+        for message in replies:
+            self._send(Sync(doc_id, message))
+        if reopened and session.state is SyncState.NEW:
+            self.resync(doc_id)
+        if completed:
+            self._settled.add(doc_id)
+            self._events.append(SyncCompleted(doc_id))

@@ -91,6 +91,10 @@ class SyncSession:
         self._origin = origin
         self.state = SyncState.NEW
 
+    def reset(self) -> None:
+        """Start over: the remote dropped the document (ABSENT) and has now opened it again."""
+        self.state = SyncState.NEW
+
     def _advance(self, event: SyncInput) -> bool:
         """Move to the next state; False (and no move) when the pair is illegal."""
         next_state = _TRANSITIONS.get((self.state, event))

@@ -149,6 +149,17 @@ class YWebrtcLinkProtocol:
     def send_links(self, peer_ids: frozenset[str]) -> None:
         """y-webrtc peers do not announce their links: nothing to send."""
 
+    def add_document(self, doc_id: str, document: DocumentAccess, *, sync: bool = True) -> None:
+        """A y-webrtc room is one document: there is never another to add."""
+        raise LocalProtocolError(f"a y-webrtc link carries one document, not also {doc_id!r}")
+
+    def remove_document(self, doc_id: str, *, tell: bool = True) -> None:
+        """Its one document goes when the link goes: there is nothing to remove apart."""
+        raise LocalProtocolError(f"a y-webrtc link keeps its one document {self._doc_id!r}")
+
+    def refuse_document(self, doc_id: str) -> None:
+        """Never asked: y-webrtc frames name no document."""
+
     def resync(self, doc_id: str) -> None:
         """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``."""
         self._check_doc(doc_id)
@@ -208,6 +219,13 @@ class YWebrtcLinkProtocol:
     def synced(self) -> bool:
         """Whether step 2 arrived on this link."""
         return self.state is LinkState.OPEN and self._synced
+
+    def carries(self, doc_id: str) -> bool:
+        return doc_id == self._doc_id
+
+    def settled(self, doc_id: str) -> bool:
+        """Whether step 2 arrived for ``doc_id`` (a Yjs peer always holds the room's one)."""
+        return doc_id == self._doc_id and self.synced
 
     # -- internals ------------------------------------------------------------------------------
 

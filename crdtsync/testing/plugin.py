@@ -6,7 +6,7 @@ or ``--crdtsync-seed N``) whose seed is printed when a test fails, so a failure 
 
     async def test_two_editors(sim_peers):
         async with sim_peers(2) as (alice, bob):
-            alice.doc["text"] = Text("hi")
+            alice.doc()["text"] = Text("hi")
             ...
 """
 

@@ -128,22 +128,34 @@ class PeerProcess:
         await self.send(flush=True)
         await self.next_event("flushed", timeout)
 
-    async def report(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-        await self.send(report=True)
+    async def report(
+        self, timeout: float = DEFAULT_TIMEOUT, *, docs: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Its state; with ``docs``, ``report["docs"]`` holds the text of each (opened)."""
+        await self.send(report=True, docs=list(docs))
         report = (await self.next_event("report", timeout))["report"]
         return dict(report)
 
-    async def text(self) -> str:
-        return str((await self.report())["text"])
+    async def text(self, doc_id: str | None = None) -> str:
+        """The shared text of ``doc_id`` (of the document ``"default"`` if None)."""
+        if doc_id is None:
+            return str((await self.report())["text"])
+        return str((await self.report(docs=[doc_id]))["docs"][doc_id])
 
     async def until_report(
-        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float, what: str
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float,
+        what: str,
+        docs: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Ask for reports until one satisfies ``predicate``; return it."""
+        """Ask for reports (with the texts of ``docs``) until one satisfies ``predicate``;
+        return it."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    report = await self.report()
+                    report = await self.report(docs=docs)
                     if predicate(report):
                         return report
                     await asyncio.sleep(POLL_INTERVAL)  # a report is a poll of another process

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 
 from crdtsync.errors import ConfigError, TransportError
 from crdtsync.transport.base import Connector, Link, LinkListener
@@ -52,9 +52,14 @@ class SimNetwork:
         self._crashed: set[str] = set()
         self._extra_latency: dict[str, float] = {}
         self._pipes: set[_Pipe] = set()
-        # What crossed the network, for tests and benchmarks (messages per edit, bytes).
+        # What crossed the network, for tests and benchmarks (messages per edit, bytes,
+        # connections made).
         self.messages_delivered = 0
         self.bytes_delivered = 0
+        self.links_opened = 0
+        # Called with (sender id, receiver id, message) for every message delivered: a test
+        # can check what a peer told whom.
+        self.tap: Callable[[str, str, bytes], None] | None = None
 
     def __repr__(self) -> str:
         return f"SimNetwork(seed={self.seed}, latency={self.latency}, jitter={self.jitter})"
@@ -115,6 +120,15 @@ class SimNetwork:
         if not self._groups:
             return True
         return self._group_of(a) == self._group_of(b)
+
+    def open_links(self, peer_id: str) -> Counter[str]:
+        """How many links ``peer_id`` holds open now to each remote peer (in any room)."""
+        return Counter(
+            link.remote_id
+            for room in self._rooms.values()
+            if peer_id in room
+            for link in room[peer_id]._links
+        )
 
     def crashed(self, peer_id: str) -> bool:
         return peer_id in self._crashed
@@ -197,6 +211,7 @@ class SimNetwork:
             self._forget(local_end)
             dialer.dial_failed(remote.local_id, "the remote went away while connecting")
             return
+        self.links_opened += 1
         remote_end.owner.opened(remote_end)
         local_end.owner.opened(local_end)
 
@@ -259,6 +274,8 @@ class _Pipe:
             self.queued_bytes -= len(item)
             self.network.messages_delivered += 1
             self.network.bytes_delivered += len(item)
+            if self.network.tap is not None:
+                self.network.tap(sender, receiver, item)
             self.receiver.deliver(item)
         low_water = self.sender.low_water
         if buffered > low_water >= self.queued_bytes:

@@ -19,11 +19,11 @@ SIZE = (80, 12)
 
 
 def text_of(peer: Peer) -> str:
-    return str(peer.doc.get("text", type=pycrdt.Text))
+    return str(peer.doc().get("text", type=pycrdt.Text))
 
 
 def insert(peer: Peer, index: int, words: str) -> None:
-    peer.doc.get("text", type=pycrdt.Text).insert(index, words)
+    peer.doc().get("text", type=pycrdt.Text).insert(index, words)
 
 
 async def test_typing_deleting_and_selecting_become_minimal_yjs_edits(
@@ -31,7 +31,7 @@ async def test_typing_deleting_and_selecting_become_minimal_yjs_edits(
 ) -> None:
     alice, bob = room
     deltas: list[Any] = []
-    text = alice.doc.get("text", type=pycrdt.Text)
+    text = alice.doc().get("text", type=pycrdt.Text)
     subscription = text.observe(lambda event: deltas.append(event.delta))  # kept: it is live
     app = editor.EditorApp(alice, "alice")
     async with app.run_test(size=SIZE) as pilot:
@@ -55,7 +55,7 @@ async def test_lines_break_and_join_on_both_sides(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a", "enter", "b", "enter", "c")
         await until(pilot, lambda: text_of(bob) == "a\nb\nc", "three lines at bob")
-        del bob.doc.get("text", type=pycrdt.Text)[1:4]  # "\nb\n": the lines join
+        del bob.doc().get("text", type=pycrdt.Text)[1:4]  # "\nb\n": the lines join
         await until(pilot, lambda: app.editor.text == "ac", "bob's join")
         assert app.editor.cursor_location == (0, 2)  # still after "c"
         await pilot.press("home", "enter")
@@ -110,7 +110,7 @@ async def test_remote_cursors_and_status_are_drawn(
 ) -> None:
     alice, bob = room
     insert(bob, 0, "hello world")
-    bob_cursors = TextCursors(bob.awareness, bob.doc, "text")
+    bob_cursors = TextCursors(bob.awareness, bob.doc(), "text")
     bob_cursors.set_user("bob", "#ee6352")
     app = editor.EditorApp(alice, "alice")
     async with app.run_test(size=SIZE) as pilot:

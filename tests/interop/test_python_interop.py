@@ -75,11 +75,11 @@ def signaling_url(request: pytest.FixtureRequest) -> str:
 
 
 def text_of(peer: Peer) -> str:
-    return str(peer.doc.get("text", type=pycrdt.Text))
+    return str(peer.doc().get("text", type=pycrdt.Text))
 
 
 def insert(peer: Peer, index: int, content: str) -> None:
-    peer.doc.get("text", type=pycrdt.Text).insert(index, content)
+    peer.doc().get("text", type=pycrdt.Text).insert(index, content)
 
 
 async def converged(python: list[Peer], yjs: list[YjsPeer], *parts: str) -> str:

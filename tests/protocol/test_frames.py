@@ -19,6 +19,7 @@ from crdtsync.protocol.frames import (
     MAX_LINK_IDS,
     MAX_PEER_ID_LENGTH,
     PROTOCOL_VERSION,
+    Absent,
     Awareness,
     Bye,
     Chunk,
@@ -82,6 +83,7 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     ),
     st.builds(Bye, st.sampled_from(CloseCode) | UINT64, st.text(max_size=200)),
     st.builds(Links, st.frozensets(peer_ids, max_size=20)),
+    st.builds(Absent, doc_ids),
 )
 
 
@@ -116,6 +118,7 @@ def test_wire_layout_is_the_documented_one() -> None:
     assert encode_frame(Chunk(1, 0, 2, b"ab")) == packed(5, "", [1, 0, 2, b"ab"])
     assert encode_frame(Bye(CloseCode.NORMAL, "done")) == packed(6, "", [1000, "done"])
     assert encode_frame(Links(frozenset({"b", "a"}))) == packed(7, "", ["a", "b"])
+    assert encode_frame(Absent("doc")) == packed(8, "doc", None)
 
 
 def test_y_protocols_bytes_travel_untouched_and_sync_real_docs() -> None:
@@ -308,7 +311,8 @@ def test_unsupported_version_names_both_and_closes_with_1003() -> None:
         (packed(3, "", 1) + b"\x00", "not one msgpack value"),
         (msgpack.packb({"kind": 3}), "must be an array of 3 \\(got map\\)"),
         (packed(3, ""), "must be an array of 3 \\(got an array of 2\\)"),
-        (packed(8, "", 0), "unknown frame kind 8"),
+        (packed(9, "", 0), "unknown frame kind 9"),
+        (packed(8, "doc", 0), "ABSENT body must be nil"),
         (packed(True, "", 0), "frame kind must be an int \\(got bool\\)"),
         (packed(3, "doc", 1), "PING frame carries doc_id 'doc'"),
         (packed(1, 5, GOOD_SYNC), "SYNC doc_id must be a str"),

@@ -17,6 +17,7 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
+    CAPABILITY_WORKSPACE,
     Bye,
     CloseCode,
     Hello,
@@ -77,8 +78,9 @@ def test_handshake_and_initial_sync() -> None:
     assert a.state is b.state is LinkState.OPEN
     assert a.synced
     assert b.synced
-    assert a.events_received() == [HelloReceived("bob", frozenset()), SyncCompleted("doc")]
-    assert b.events_received() == [HelloReceived("alice", frozenset()), SyncCompleted("doc")]
+    caps = frozenset({CAPABILITY_WORKSPACE})
+    assert a.events_received() == [HelloReceived("bob", caps), SyncCompleted("doc")]
+    assert b.events_received() == [HelloReceived("alice", caps), SyncCompleted("doc")]
     assert doc_version(doc_a) == doc_version(doc_b)
     assert str(doc_b.get("text", type=pycrdt.Text)) == "from alice"
 

@@ -1,0 +1,160 @@
+"""What the mesh sends of its own: each document's updates and presence, batched and relayed.
+
+Replicas and presences say when they have something (``schedule``); the outbox sends it at
+the end of the tick or when the batching window closes (``protocol/batching.py``), to
+every link that carries the document and that the relay rule picks (``_targets``), holding
+updates back on a link whose send buffer is over its high-water mark until it drains
+(``release_held``). Only documents with something pending are visited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping
+
+from crdtsync.mesh_documents import MeshDocument, MeshDocuments
+from crdtsync.mesh_link import MeshLink
+from crdtsync.mesh_settings import MeshSettings
+from crdtsync.protocol.batching import BatchWindow
+from crdtsync.protocol.link import LinkCore, LinkState
+from crdtsync.replica import MERGE_GROUP, merge_many
+
+__all__ = ["MeshOutbox"]
+
+logger = logging.getLogger("crdtsync.mesh")  # the mesh's parts log as the mesh
+
+
+class MeshOutbox:
+    """One mesh's outgoing updates and presence: when they leave, and on which links."""
+
+    def __init__(
+        self,
+        local_id: str,
+        documents: MeshDocuments,
+        conns: Mapping[str, MeshLink],
+        settings: MeshSettings,
+        *,
+        pump: Callable[[MeshLink], None],
+        notify: Callable[[], None],
+    ) -> None:
+        """``conns``: the mesh's links by remote id (live); ``pump(conn)`` writes what a
+        link's core queued; ``notify()`` says congestion changed."""
+        self._local_id = local_id
+        self._documents = documents
+        self._conns = conns
+        self._send_buffer_high = settings.link.send_buffer_high
+        self._pump = pump
+        self._notify = notify
+        self._batch = BatchWindow(settings.batch_window)
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send on ``loop`` from now on (and what became pending before)."""
+        self._loop = loop
+        if self._documents.has_pending:
+            self._schedule_flush()
+
+    def close(self) -> None:
+        """Send what is pending, then nothing more."""
+        self.flush()
+        self._closed = True
+
+    def schedule(self, document: MeshDocument) -> None:
+        """``document`` has something to send: at the end of this tick, or when the window
+        closes."""
+        self._documents.mark_pending(document)
+        self._schedule_flush()
+
+    def flush(self) -> None:
+        """Send what is pending now rather than at the end of this tick."""
+        if self._sending:
+            self._flush()
+            return
+        for document in self._documents.take_pending():  # nothing to send, but stored
+            document.replica.take_outgoing()
+
+    def release_held(self, conn: MeshLink) -> None:
+        """Send what a congested link held back, one update per document."""
+        held, conn.held = conn.held, {}
+        for doc_id, updates in held.items():
+            update = merge_many(updates)
+            logger.debug(
+                "= %s releases %d held bytes of %s to %s",
+                self._local_id,
+                len(update),
+                doc_id,
+                conn.link,
+            )
+            conn.protocol.send_update(doc_id, update)
+
+    @property
+    def _sending(self) -> bool:
+        return self._loop is not None and not self._closed
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._sending:
+            assert self._loop is not None
+            self._flush_scheduled = True
+            now = self._loop.time()
+            due = self._batch.due(now)
+            if due <= now:
+                self._loop.call_soon(self._flush)  # quiet until now: no waiting
+            else:
+                self._loop.call_at(due, self._flush, True)
+
+    def _flush(self, waited: bool = False) -> None:
+        """Send everything documents produced since the last flush; ``waited`` when it
+        waited for the batching window to close."""
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        assert self._loop is not None, "mesh not started"
+        now = self._loop.time()
+        touched: dict[str, MeshLink] = {}
+        for document in self._documents.take_pending():
+            document.active_at = now
+            doc_id = document.doc_id
+            for outgoing in document.replica.take_outgoing():
+                for remote, conn in self._targets(outgoing.origin, doc_id):
+                    self._send_update(conn, doc_id, outgoing.update)
+                    touched[remote] = conn
+            if document.presence is not None and document.presence.started:
+                for update in document.presence.core.updates_to_send(now):
+                    for remote, conn in self._targets(update.origin, doc_id):
+                        conn.protocol.send_awareness(doc_id, update.update)
+                        touched[remote] = conn
+        if touched:
+            self._batch.sent(now, waited=waited)
+        for conn in touched.values():
+            self._pump(conn)
+
+    def _send_update(self, conn: MeshLink, doc_id: str, update: bytes) -> None:
+        """Send now, or hold while the link's send buffer is over the high-water mark."""
+        if not conn.held and conn.link.buffered_amount <= self._send_buffer_high:
+            conn.protocol.send_update(doc_id, update)
+            return
+        if not conn.held:
+            logger.debug("= %s holds updates for %s: link congested", self._local_id, conn.link)
+            self._notify()
+        held = conn.held.setdefault(doc_id, [])
+        held.append(update)
+        if len(held) >= MERGE_GROUP:  # keep what waits small: one merged update
+            held[:] = [merge_many(held)]
+
+    def _targets(self, origin: object | None, doc_id: str) -> Iterator[tuple[str, MeshLink]]:
+        """The links an update of ``doc_id`` goes to: those that carry it, not back where it
+        came from, and not to peers that have a link of their own with its source (that peer
+        sends it to them)."""
+        source = origin.remote_id if isinstance(origin, LinkCore) else None
+        for remote, conn in list(self._conns.items()):
+            protocol = conn.protocol
+            if protocol.state is LinkState.CLOSED or protocol is origin:
+                continue
+            if not protocol.carries(doc_id):
+                continue
+            if source is not None and source in conn.neighbors:
+                continue
+            yield remote, conn
