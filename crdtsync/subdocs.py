@@ -18,6 +18,7 @@ import pycrdt
 
 from crdtsync.errors import ConfigError
 from crdtsync.protocol.frames import MAX_DOC_ID_LENGTH
+from crdtsync.workspace import check_doc_id
 
 __all__ = [
     "SUBDOC_PREFIX",
@@ -41,19 +42,23 @@ MAX_GUID_LENGTH = MAX_DOC_ID_LENGTH - len(SUBDOC_PREFIX)
 
 
 def valid_guid(guid: str) -> bool:
-    """Whether ``guid`` can name a synced subdocument: 1 to MAX_GUID_LENGTH printable
-    characters (Yjs makes UUIDs, but any string is allowed there; peers may send junk)."""
-    return 0 < len(guid) <= MAX_GUID_LENGTH and guid.isprintable()
+    """Whether ``guid`` can name a synced subdocument: its doc id is a valid document id (Yjs
+    makes UUIDs, but any string is allowed there, and peers may send junk)."""
+    try:
+        subdoc_id(guid)
+    except ConfigError:
+        return False
+    return True
 
 
 def subdoc_id(guid: str) -> str:
     """The workspace doc id of the subdocument ``guid``; ConfigError if no doc id can hold it."""
-    if not valid_guid(guid):
-        raise ConfigError(
-            f"subdocument guid must be 1 to {MAX_GUID_LENGTH} printable characters "
-            f"(got {guid[:40]!r}, {len(guid)} characters)"
-        )
-    return SUBDOC_PREFIX + guid
+    if not guid:
+        raise ConfigError("a subdocument guid cannot be empty")
+    try:
+        return check_doc_id(SUBDOC_PREFIX + guid)
+    except ConfigError as exc:
+        raise ConfigError(f"subdocument guid {guid[:40]!r} makes no document id: {exc}") from exc
 
 
 def is_subdoc_id(doc_id: str) -> bool:

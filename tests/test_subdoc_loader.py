@@ -8,76 +8,89 @@ from typing import Any
 import pycrdt
 import pytest
 
-from crdtsync.errors import ConfigError
+from crdtsync.errors import StoreError
 from crdtsync.subdoc_loader import SubdocLoader
-
-TIMEOUT = 5.0
 
 
 class Workspace:
-    """Records what the loader opens and closes; refuses the doc ids in ``refused``."""
+    """Records what the loader opens and closes; fails to open the doc ids in ``broken``."""
 
-    def __init__(self, refused: frozenset[str] = frozenset()) -> None:
+    def __init__(self, broken: frozenset[str] = frozenset()) -> None:
         self.docs: dict[str, pycrdt.Doc[Any]] = {}
-        self.refused = refused
-        self.changed = asyncio.Condition()
+        self.broken = broken
 
-    async def open(self, doc_id: str, doc: pycrdt.Doc[Any]) -> None:
-        if doc_id in self.refused:
-            raise ConfigError(f"refused {doc_id}")
+    def open(self, doc_id: str, doc: pycrdt.Doc[Any]) -> None:
+        if doc_id in self.broken:
+            raise StoreError(f"cannot load {doc_id}")
         assert doc_id not in self.docs
         self.docs[doc_id] = doc
-        async with self.changed:
-            self.changed.notify_all()
 
-    async def close(self, doc_id: str) -> None:
+    def close(self, doc_id: str) -> None:
         del self.docs[doc_id]
-        async with self.changed:
-            self.changed.notify_all()
 
-    async def until(self, ids: set[str]) -> None:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(lambda: self.docs.keys() == ids), TIMEOUT)
+
+async def next_turn() -> None:
+    """Return once the callbacks queued so far ran (the loader's among them): the loop runs
+    them in order."""
+    turned = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turned.set_result, None)
+    await turned
 
 
 async def test_subdocs_open_with_their_instance_and_close_when_they_leave() -> None:
     workspace = Workspace()
     loader = SubdocLoader(workspace.open, workspace.close)
-    loader.start()
     parent = pycrdt.Doc()
+    files = parent.get("files", type=pycrdt.Map)
+    files["old"] = pycrdt.Doc(guid="old")
+    loader.track("book", parent)
+    assert workspace.docs.keys() == {"subdoc:old"}  # what the document held already
     chapter = pycrdt.Doc(guid="chapter")
     chapter.get("sections", type=pycrdt.Map)["1"] = pycrdt.Doc(guid="section")
-    parent.get("files", type=pycrdt.Map)["old"] = pycrdt.Doc(guid="old")
-    loader.track("book", parent)  # what the document holds already counts
-    await workspace.until({"subdoc:old"})
-    parent.get("files", type=pycrdt.Map)["chapter"] = chapter
-    await workspace.until({"subdoc:old", "subdoc:chapter", "subdoc:section"})
-    parent.get("files", type=pycrdt.Map)["chapter"].get("text", type=pycrdt.Text).insert(0, "x")
+    files["chapter"] = chapter
+    assert workspace.docs.keys() == {"subdoc:old"}  # not inside pycrdt's commit
+    await next_turn()
+    assert workspace.docs.keys() == {"subdoc:old", "subdoc:chapter", "subdoc:section"}
+    files["chapter"].get("text", type=pycrdt.Text).insert(0, "x")
     assert str(workspace.docs["subdoc:chapter"].get("text", type=pycrdt.Text)) == "x"
-    del parent.get("files", type=pycrdt.Map)["chapter"]
-    await workspace.until({"subdoc:old"})
+    del files["chapter"]
+    await next_turn()
+    assert workspace.docs.keys() == {"subdoc:old"}
     assert loader.opened == {"subdoc:old"}
-    await loader.untrack("book")
+    loader.untrack("book")
     assert workspace.docs == {}
-    await loader.aclose()
-    await loader.aclose()
+    loader.close()
+    loader.close()
 
 
-async def test_a_guid_in_two_documents_opens_once_and_a_refusal_is_logged(
+def test_without_a_running_loop_changes_wait_for_drain() -> None:
+    workspace = Workspace()
+    loader = SubdocLoader(workspace.open, workspace.close)
+    parent = pycrdt.Doc()
+    loader.track("book", parent)
+    parent.get("files", type=pycrdt.Map)["a"] = pycrdt.Doc(guid="a")
+    assert workspace.docs == {}
+    loader.drain()
+    assert workspace.docs.keys() == {"subdoc:a"}
+
+
+async def test_a_guid_in_two_documents_opens_once_and_a_failure_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    workspace = Workspace(refused=frozenset({"subdoc:refused"}))
+    workspace = Workspace(broken=frozenset({"subdoc:broken"}))
     loader = SubdocLoader(workspace.open, workspace.close)
-    loader.start()
     first, second = pycrdt.Doc(), pycrdt.Doc()
     first.get("files", type=pycrdt.Map)["shared"] = pycrdt.Doc(guid="shared")
-    second.get("files", type=pycrdt.Map)["shared"] = pycrdt.Doc(guid="shared")
-    second.get("files", type=pycrdt.Map)["refused"] = pycrdt.Doc(guid="refused")
-    second.get("files", type=pycrdt.Map)["fine"] = pycrdt.Doc(guid="fine")
+    for guid in ("shared", "broken", "fine"):
+        second.get("files", type=pycrdt.Map)[guid] = pycrdt.Doc(guid=guid)
     loader.track("first", first)
     loader.track("second", second)
-    await workspace.until({"subdoc:shared", "subdoc:fine"})
-    assert "could not open subdoc:refused" in caplog.text
-    await loader.untrack("second")  # "shared" was opened for the first
+    loader.track("second", first)  # tracked already: stays as it is
+    assert workspace.docs.keys() == {"subdoc:shared", "subdoc:fine"}
+    assert "could not open subdoc:broken" in caplog.text
+    loader.untrack("second")  # "shared" was opened for the first
     assert workspace.docs.keys() == {"subdoc:shared"}
-    await loader.aclose()
+    loader.close()
+    first.get("files", type=pycrdt.Map)["late"] = pycrdt.Doc()
+    await next_turn()
+    assert workspace.docs.keys() == {"subdoc:shared"}
