@@ -136,3 +136,29 @@ async def test_peer_with_a_doc_syncs_its_subdocs_too() -> None:
         await bob.wait_for(
             lambda: page_text(bob_doc) == "made before start", timeout=TIMEOUT, what="the page"
         )
+
+
+async def test_a_keeper_that_served_a_subdoc_adopts_its_parents_instance(tmp_path: Path) -> None:
+    network = SimNetwork(seed=26)
+    async with Peer(room=ROOM, network=network, store=tmp_path / "keeper.db") as keeper:
+        page = pycrdt.Doc(guid="kept-page")
+        page.get("text", type=pycrdt.Text).insert(0, "kept")
+        files(await keeper.open("notes"))["page"] = page
+        await keeper.wait_for(
+            lambda: "subdoc:kept-page" in keeper.documents, timeout=TIMEOUT, what="the page"
+        )
+        await keeper.close_document("notes")  # the page closes with it
+        assert keeper.documents == frozenset()
+        async with Peer(room=ROOM, network=network) as newcomer:
+            await newcomer.wait_for_peers(1, timeout=TIMEOUT)
+            theirs = await newcomer.open("notes")
+            await newcomer.wait_for(
+                lambda: page_text(theirs) == "kept", timeout=TIMEOUT, what="the page, served"
+            )
+            assert keeper.served == {"notes", "subdoc:kept-page"}
+            ours = await keeper.open("notes")  # its page now syncs through our instance
+            assert "subdoc:kept-page" in keeper.documents
+            files(theirs)["page"].get("text", type=pycrdt.Text).insert(0, "edited, ")
+            await keeper.wait_for(
+                lambda: page_text(ours) == "edited, kept", timeout=TIMEOUT, what="the edit"
+            )
