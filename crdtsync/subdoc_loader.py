@@ -17,7 +17,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.errors import CrdtSyncError
-from crdtsync.subdocs import SubdocAdded, SubdocTracker, subdoc_id
+from crdtsync.subdocs import SubdocAdded, SubdocTracker, guid_of, subdoc_id
 
 __all__ = ["CloseDocument", "OpenDocument", "SubdocLoader"]
 
@@ -30,7 +30,8 @@ CloseDocument = Callable[[str], None]
 class SubdocLoader:
     """Keeps the workspace's subdocuments open exactly while a tracked document holds them.
 
-    A guid held by two tracked documents is opened once, for the first that reported it.
+    A guid held by two tracked documents is opened once, with the instance of the first that
+    reported it; when that one lets it go, the other's instance takes over.
     """
 
     def __init__(self, open_document: OpenDocument, close_document: CloseDocument) -> None:
@@ -112,3 +113,9 @@ class SubdocLoader:
         owner = self._owners.pop(sub_id)
         self._close_document(sub_id)
         logger.debug("= closed %s, no longer held by %s", sub_id, owner)
+        guid = guid_of(sub_id)
+        for doc_id, tracker in self._trackers.items():
+            doc = tracker.subdocs.get(guid) if doc_id != owner and guid is not None else None
+            if doc is not None:
+                self._open(doc_id, sub_id, doc)
+                break

@@ -90,7 +90,11 @@ async def test_a_guid_in_two_documents_opens_once_and_a_failure_is_logged(
     assert "could not open subdoc:broken" in caplog.text
     loader.untrack("second")  # "shared" was opened for the first
     assert workspace.docs.keys() == {"subdoc:shared"}
+    loader.track("second", second)
+    loader.untrack("first")  # now the second's instance takes over
+    second.get("files", type=pycrdt.Map)["shared"].get("text", type=pycrdt.Text).insert(0, "2")
+    assert str(workspace.docs["subdoc:shared"].get("text", type=pycrdt.Text)) == "2"
     loader.close()
-    first.get("files", type=pycrdt.Map)["late"] = pycrdt.Doc()
+    second.get("files", type=pycrdt.Map)["late"] = pycrdt.Doc()
     await next_turn()
-    assert workspace.docs.keys() == {"subdoc:shared"}
+    assert workspace.docs.keys() == {"subdoc:shared", "subdoc:fine"}
