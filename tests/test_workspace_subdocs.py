@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from crdtsync import ConfigError, Peer
 from crdtsync.subdocs import subdoc_id
-from crdtsync.testing import SimNetwork
+from crdtsync.testing import SimNetwork, wait_converged
 
 ROOM = "subdocs"
 TIMEOUT = 10.0
@@ -161,4 +162,35 @@ async def test_a_keeper_that_served_a_subdoc_adopts_its_parents_instance(tmp_pat
             files(theirs)["page"].get("text", type=pycrdt.Text).insert(0, "edited, ")
             await keeper.wait_for(
                 lambda: page_text(ours) == "edited, kept", timeout=TIMEOUT, what="the edit"
+            )
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+async def test_random_adds_removals_and_edits_of_subdocs_converge(seed: int) -> None:
+    rng = random.Random(seed)
+    async with workspaces(SimNetwork(seed=seed, jitter=0.004), 3) as peers:
+        parents = [await peer.open("notes") for peer in peers]
+        for step in range(40):
+            parent = rng.choice(parents)
+            key = rng.choice("abcd")
+            action = rng.random()
+            if action < 0.3:
+                files(parent)[key] = pycrdt.Doc(guid=f"s{seed}-{step}")
+            elif action < 0.45 and key in files(parent):
+                del files(parent)[key]
+            elif key in files(parent):
+                text = files(parent)[key].get("text", type=pycrdt.Text)
+                text.insert(rng.randint(0, len(text)), f"<{step}>")
+            if rng.random() < 0.3:  # let some of it travel before the next step
+                await rng.choice(peers).wait_synced(timeout=TIMEOUT)
+        await wait_converged(parents, timeout=TIMEOUT)
+        held = {key: files(parents[0])[key].guid for key in files(parents[0])}
+        for key in held:
+            await wait_converged([files(parent)[key] for parent in parents], timeout=TIMEOUT)
+        expected = {"notes"} | {subdoc_id(guid) for guid in held.values()}
+        for peer in peers:
+            await peer.wait_for(
+                lambda peer=peer: peer.documents == expected,
+                timeout=TIMEOUT,
+                what=f"exactly the subdocs held (seed {seed})",
             )
