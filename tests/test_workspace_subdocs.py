@@ -3,9 +3,9 @@ synced as a document of its own, opened and closed with what holds it."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-import random
 from pathlib import Path
 from typing import Any
 
