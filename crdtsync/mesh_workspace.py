@@ -75,6 +75,7 @@ class MeshWorkspace:
         self._first_sync = FirstSyncGate(local_id, self._sync_held)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unload_timer: asyncio.TimerHandle | None = None
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # by doc id
         # Told when an open document gets its presence (Peer's host events watch it).
         self.on_presence: Callable[[str, pycrdt.Awareness], None] | None = None
 
@@ -103,6 +104,21 @@ class MeshWorkspace:
         document = self.documents.get(doc_id)
         assert document is not None, f"document {doc_id!r} not loaded"
         return self._presence(document).awareness
+
+    def wait_on(self, doc_id: str, waiter: asyncio.Future[None]) -> None:
+        """Resolve ``waiter`` when the sync of ``doc_id`` moves (see :meth:`wake`)."""
+        self._waiters.setdefault(doc_id, []).append(waiter)
+
+    def wake(self, doc_id: str | None = None) -> None:
+        """Resolve the waiters of ``doc_id`` (of every document if None: a link went)."""
+        if doc_id is None:
+            waiting = [waiter for waiters in self._waiters.values() for waiter in waiters]
+            self._waiters.clear()
+        else:
+            waiting = self._waiters.pop(doc_id, [])
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -195,6 +211,7 @@ class MeshWorkspace:
             settled = "synced" if isinstance(event, SyncCompleted) else "lacks"
             logger.debug("= %s: %s %s %s", self._local_id, remote, settled, event.doc_id)
             self._first_sync.completed(remote, event.doc_id)
+            self.wake(event.doc_id)
         elif isinstance(event, DocumentRequested):
             self._requested(conn, event.doc_id)
         elif isinstance(event, AwarenessReceived | AwarenessQueried):

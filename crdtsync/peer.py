@@ -249,8 +249,11 @@ class Peer:
             raise ConfigError(f"document {doc_id!r} is open here already, with another Doc")
         self._track_subdocs(doc_id, replica.doc)
         if self._started:
-            await self.wait_for(
-                lambda: self._workspace.settled(doc_id), timeout=timeout, what=f"{doc_id!r} in sync"
+            await self._mesh.wait_until(
+                lambda: self._workspace.settled(doc_id),
+                timeout=timeout,
+                what=f"{doc_id!r} in sync",
+                doc_id=doc_id,
             )
         return replica.doc
 

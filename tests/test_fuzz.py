@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdtsync.errors import ProtocolError
-from crdtsync.protocol.frames import FrameKind, Hello, Sync, decode_frame, encode_frame
+from crdtsync.protocol.frames import (
+    FrameKind,
+    Hello,
+    Sync,
+    decode_frame,
+    decode_frames,
+    encode_frame,
+)
 from crdtsync.protocol.link import LinkProtocol, LinkState
 from crdtsync.protocol.signaling import decode_signaling
 from crdtsync.protocol.ymessages import sync_step1, sync_step2, sync_update
@@ -31,9 +38,11 @@ UNREACHABLE_STRUCTS = b"\x01\x01\x07\x05"
 
 @FUZZ
 @given(st.binary(max_size=300))
-def test_the_frame_decoder_raises_only_protocol_errors(data: bytes) -> None:
+def test_the_frame_decoders_raise_only_protocol_errors(data: bytes) -> None:
     with contextlib.suppress(ProtocolError):
         decode_frame(data, max_frame_size=1 << 16)
+    with contextlib.suppress(ProtocolError):  # a batch: frames back to back
+        decode_frames(data + data, max_frame_size=1 << 16)
 
 
 @FUZZ

@@ -10,7 +10,7 @@ import pycrdt
 import pytest
 
 from crdtsync import ConfigError, Peer
-from crdtsync.protocol.frames import Awareness, Sync, decode_frame
+from crdtsync.protocol.frames import Awareness, Sync, decode_frames
 from crdtsync.testing import SimNetwork, converged, wait_converged
 
 ROOM = "workspace"
@@ -84,9 +84,9 @@ async def test_the_share_policy_hides_a_document_from_a_peer() -> None:
     told: list[tuple[str, str, str]] = []
 
     def tap(sender: str, receiver: str, message: bytes) -> None:
-        frame = decode_frame(message)
-        if isinstance(frame, Sync | Awareness):
-            told.append((sender, receiver, frame.doc_id))
+        for frame in decode_frames(message):
+            if isinstance(frame, Sync | Awareness):
+                told.append((sender, receiver, frame.doc_id))
 
     network.tap = tap
     mallory_id: list[str] = []

@@ -19,6 +19,7 @@ from crdtsync.errors import LocalProtocolError, ProtocolError
 from crdtsync.protocol.ymessages import parse_awareness_message, parse_sync_message
 
 __all__ = [
+    "CAPABILITY_BATCH",
     "CAPABILITY_WORKSPACE",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -41,7 +42,9 @@ __all__ = [
     "Pong",
     "Reassembler",
     "Sync",
+    "batch_messages",
     "decode_frame",
+    "decode_frames",
     "encode_frame",
     "split_frame",
 ]
@@ -50,6 +53,8 @@ PROTOCOL_VERSION = 1
 # Said in HELLO by peers that answer a document they do not sync with ABSENT (a workspace
 # of many documents); a link to a peer without it carries its documents as before.
 CAPABILITY_WORKSPACE = "workspace"
+# Said in HELLO by peers that read several frames back to back in one transport message.
+CAPABILITY_BATCH = "batch"
 
 
 class FrameKind(IntEnum):
@@ -413,12 +418,7 @@ def _from_wire(kind: FrameKind, body: Any, doc_id: str) -> Frame:
     return Links(_unique_strs(body, "LINKS ids"))
 
 
-def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> Frame:
-    """Decode one transport message into a frame (a CHUNK still needs a :class:`Reassembler`).
-
-    Raises :class:`ProtocolError`, and nothing else, for any bytes that are not exactly one
-    valid frame; its ``close_code`` is the code to close the link with.
-    """
+def _check_message(data: object, max_frame_size: int) -> None:
     if not isinstance(data, bytes | bytearray):
         raise ProtocolError(f"frame must be bytes (got {type(data).__name__})")
     if len(data) > max_frame_size:
@@ -426,22 +426,73 @@ def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -
             f"frame is {len(data)} bytes, above the limit of {max_frame_size}",
             close_code=CloseCode.TOO_BIG,
         )
+
+
+def _unpack_limits(max_frame_size: int) -> dict[str, Any]:
+    # Explicit limits so a hostile header cannot make msgpack allocate beyond them; no frame
+    # holds an ext type, and the largest legitimate array is a LINKS list.
+    return {
+        "raw": False,
+        "strict_map_key": True,
+        "max_bin_len": max_frame_size,
+        "max_str_len": max_frame_size,
+        "max_array_len": MAX_LINK_IDS,
+        "max_map_len": len(_HELLO_KEYS) * 2,
+        "max_ext_len": 0,
+    }
+
+
+def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> Frame:
+    """Decode one transport message into a frame (a CHUNK still needs a :class:`Reassembler`).
+
+    Raises :class:`ProtocolError`, and nothing else, for any bytes that are not exactly one
+    valid frame; its ``close_code`` is the code to close the link with.
+    """
+    _check_message(data, max_frame_size)
     try:
-        # Explicit limits so a hostile header cannot make msgpack allocate beyond them; no
-        # frame holds an ext type, and the largest legitimate array is a LINKS list.
-        wire = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            max_bin_len=max_frame_size,
-            max_str_len=max_frame_size,
-            max_array_len=MAX_LINK_IDS,
-            max_map_len=len(_HELLO_KEYS) * 2,
-            max_ext_len=0,
-        )
+        wire = msgpack.unpackb(data, **_unpack_limits(max_frame_size))
     except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as exc:
         # ExtraData, FormatError, StackError, UnicodeDecodeError are ValueErrors.
         raise ProtocolError(f"frame is not one msgpack value: {exc}") from exc
+    return _frame_from_wire(wire, max_frame_size)
+
+
+def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> list[Frame]:
+    """Decode one transport message holding one frame or several back to back (from a peer
+    that said ``CAPABILITY_BATCH``), in order; ProtocolError as :func:`decode_frame`."""
+    _check_message(data, max_frame_size)
+    unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_unpack_limits(max_frame_size))
+    unpacker.feed(data)
+    frames = []
+    try:
+        for wire in unpacker:
+            frames.append(_frame_from_wire(wire, max_frame_size))
+    except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as exc:
+        raise ProtocolError(f"message holds bytes that are not a msgpack value: {exc}") from exc
+    if unpacker.tell() != len(data) or not frames:
+        raise ProtocolError(f"message ends inside a frame ({len(data) - unpacker.tell()} bytes)")
+    return frames
+
+
+def batch_messages(encoded: list[bytes], max_message_size: int) -> list[bytes]:
+    """Encoded frames (each at most ``max_message_size``) put back to back into as few
+    transport messages as fit, in order: a sync of a thousand documents then costs a few
+    dozen messages, not thousands (each costs the SCTP stack far more than its bytes)."""
+    messages: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for frame in encoded:
+        if pending and size + len(frame) > max_message_size:
+            messages.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(frame)
+        size += len(frame)
+    if pending:
+        messages.append(b"".join(pending))
+    return messages
+
+
+def _frame_from_wire(wire: object, max_frame_size: int) -> Frame:
     kind_value, doc_id, body = _list(wire, "frame [kind, doc_id, body]", 3)
     try:
         kind = FrameKind(_uint(kind_value, "frame kind", ProtocolError))

@@ -27,6 +27,7 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
+    CAPABILITY_BATCH,
     CAPABILITY_WORKSPACE,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -42,7 +43,9 @@ from crdtsync.protocol.frames import (
     Pong,
     Reassembler,
     Sync,
+    batch_messages,
     decode_frame,
+    decode_frames,
     encode_frame,
     split_frame,
 )
@@ -150,7 +153,7 @@ class LinkProtocol:
         self.close_reason = ""
         self.round_trip_time: float | None = None
         self._ping_sent: tuple[int, float] | None = None  # the last PING's nonce and time
-        self._capabilities = capabilities | {CAPABILITY_WORKSPACE}
+        self._capabilities = capabilities | {CAPABILITY_WORKSPACE, CAPABILITY_BATCH}
         self._sessions = {
             doc_id: SyncSession(doc, origin=self) for doc_id, doc in documents.items()
         }
@@ -289,23 +292,28 @@ class LinkProtocol:
         # two idle ends, the first to ping keeps the other from pinging.
         self._next_ping = max(self._next_ping, now + self.settings.heartbeat_interval)
         try:
-            self._count_message(now)
-            frame = decode_frame(data, max_frame_size=self.settings.max_frame_size)
-            if isinstance(frame, Chunk):
-                if self.state is LinkState.OPENING:
-                    raise ProtocolError("CHUNK before HELLO")
-                whole = self._reassembler.feed(frame)
-                if whole is None:
-                    return
-                frame = decode_frame(whole, max_frame_size=self.settings.max_frame_size)
-                if isinstance(frame, Chunk):
-                    raise ProtocolError("a reassembled frame is itself a CHUNK")
-            if isinstance(frame, Pong):
-                self._pong_received(frame.nonce, now)
-            self._handle(frame)
+            for frame in decode_frames(data, max_frame_size=self.settings.max_frame_size):
+                if self.close_code is not None:  # a frame of the batch closed the link
+                    break
+                self._receive_frame(frame, now)
         except ProtocolError as exc:
             logger.warning("! %r: %s", self, exc)
             self.close(exc.close_code, str(exc))
+
+    def _receive_frame(self, frame: Frame, now: float) -> None:
+        self._count_message(now)  # frames, not messages: a batch is no way around the guard
+        if isinstance(frame, Chunk):
+            if self.state is LinkState.OPENING:
+                raise ProtocolError("CHUNK before HELLO")
+            whole = self._reassembler.feed(frame)
+            if whole is None:
+                return
+            frame = decode_frame(whole, max_frame_size=self.settings.max_frame_size)
+            if isinstance(frame, Chunk):
+                raise ProtocolError("a reassembled frame is itself a CHUNK")
+        if isinstance(frame, Pong):
+            self._pong_received(frame.nonce, now)
+        self._handle(frame)
 
     def handle_timer(self, now: float) -> None:
         """Run what is due at ``now``; then drain ``data_to_send()`` and ``events_received()``."""
@@ -336,8 +344,11 @@ class LinkProtocol:
     # -- output ---------------------------------------------------------------------------------
 
     def data_to_send(self) -> list[bytes]:
-        """Transport messages to write, in order (each at most ``max_message_size`` bytes)."""
+        """Transport messages to write, in order (each at most ``max_message_size`` bytes);
+        frames queued together travel together to a peer that reads batches."""
         outgoing, self._outgoing = self._outgoing, []
+        if len(outgoing) > 1 and CAPABILITY_BATCH in self.remote_capabilities:
+            return batch_messages(outgoing, self.settings.max_message_size)
         return outgoing
 
     def events_received(self) -> list[Event]:

@@ -32,7 +32,9 @@ from crdtsync.protocol.frames import (
     Pong,
     Reassembler,
     Sync,
+    batch_messages,
     decode_frame,
+    decode_frames,
     encode_frame,
     split_frame,
 )
@@ -422,3 +424,28 @@ def test_well_formed_msgpack_of_any_shape_raises_only_protocol_error(
     kind: int, doc_id: str, body: object
 ) -> None:
     decode_or_protocol_error(packed(kind, doc_id, body))
+
+
+# -- batches: several frames in one transport message -----------------------------------------
+
+
+def test_a_batch_decodes_to_its_frames_in_order() -> None:
+    frames = [Ping(1), Sync("doc", sync_step1(b"\x00")), Absent("other"), Pong(2)]
+    messages = batch_messages([encode_frame(frame) for frame in frames], 64)
+    assert len(messages) == 1
+    assert decode_frames(messages[0]) == frames
+
+
+def test_batches_never_exceed_the_message_size() -> None:
+    encoded = [encode_frame(Ping(index)) for index in range(100)]
+    messages = batch_messages(encoded, 20)
+    assert all(len(message) <= 20 for message in messages)
+    assert [frame for message in messages for frame in decode_frames(message)] == [
+        Ping(index) for index in range(100)
+    ]
+
+
+def test_a_batch_cut_inside_a_frame_is_refused() -> None:
+    whole = encode_frame(Ping(1)) + encode_frame(Sync("doc", sync_step1(b"\x00")))
+    with pytest.raises(ProtocolError, match="ends inside a frame"):
+        decode_frames(whole[:-2])

@@ -17,6 +17,7 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
+    CAPABILITY_BATCH,
     CAPABILITY_WORKSPACE,
     Bye,
     CloseCode,
@@ -78,7 +79,7 @@ def test_handshake_and_initial_sync() -> None:
     assert a.state is b.state is LinkState.OPEN
     assert a.synced
     assert b.synced
-    caps = frozenset({CAPABILITY_WORKSPACE})
+    caps = frozenset({CAPABILITY_BATCH, CAPABILITY_WORKSPACE})
     assert a.events_received() == [HelloReceived("bob", caps), SyncCompleted("doc")]
     assert b.events_received() == [HelloReceived("alice", caps), SyncCompleted("doc")]
     assert doc_version(doc_a) == doc_version(doc_b)

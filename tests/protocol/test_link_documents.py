@@ -7,7 +7,7 @@ import pytest
 
 from crdtsync.errors import LocalProtocolError
 from crdtsync.protocol.events import DocumentAbsent, DocumentRequested, Event, SyncCompleted
-from crdtsync.protocol.frames import Absent, decode_frame
+from crdtsync.protocol.frames import Absent, Hello, decode_frame, decode_frames, encode_frame
 from crdtsync.protocol.link import LinkProtocol
 from crdtsync.replica import Replica
 
@@ -146,3 +146,23 @@ def test_adding_a_carried_document_or_refusing_one_is_a_local_error() -> None:
         a.link.add_document("x", Replica(text_doc()))
     with pytest.raises(LocalProtocolError, match="remove it instead"):
         a.link.refuse_document("x")
+
+
+@pytest.mark.parametrize(("capabilities", "messages"), [(frozenset(), 3), ({"batch"}, 1)])
+def test_frames_queued_together_travel_together_to_a_peer_that_reads_batches(
+    capabilities: frozenset[str], messages: int
+) -> None:
+    end = End("alice", "bob", {"x": text_doc()})
+    end.link.start(0.0)
+    end.link.data_to_send()
+    end.link.receive_data(encode_frame(Hello("bob", capabilities=frozenset(capabilities))), 0.0)
+    for word in ("a", "b", "c"):
+        end.link.send_update("x", update_of(word))
+    sent = end.link.data_to_send()
+    assert len(sent) == messages
+    assert len([frame for message in sent for frame in decode_frames(message)]) == 3
+
+
+def update_of(content: str) -> bytes:
+    doc = text_doc(content)
+    return doc.get_update()
