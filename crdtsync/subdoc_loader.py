@@ -19,12 +19,17 @@ import pycrdt
 from crdtsync.errors import CrdtSyncError
 from crdtsync.subdocs import SubdocAdded, SubdocTracker, guid_of, subdoc_id
 
-__all__ = ["CloseDocument", "OpenDocument", "SubdocLoader"]
+__all__ = ["MAX_OPEN", "CloseDocument", "OpenDocument", "SubdocLoader"]
 
 logger = logging.getLogger(__name__)
 
 OpenDocument = Callable[[str, pycrdt.Doc[Any]], None]
 CloseDocument = Callable[[str], None]
+
+# Subdocuments open at once, at most: a workspace of thousands of files fits; a peer that
+# writes a million Docs into a map cannot make us hold a million sync sessions. Those past
+# the limit stay unsynced until their parent is opened again.
+MAX_OPEN = 10_000
 
 
 class SubdocLoader:
@@ -34,12 +39,20 @@ class SubdocLoader:
     reported it; when that one lets it go, the other's instance takes over.
     """
 
-    def __init__(self, open_document: OpenDocument, close_document: CloseDocument) -> None:
+    def __init__(
+        self,
+        open_document: OpenDocument,
+        close_document: CloseDocument,
+        *,
+        max_open: int = MAX_OPEN,
+    ) -> None:
+        self.max_open = max_open
         self._open_document = open_document
         self._close_document = close_document
         self._trackers: dict[str, SubdocTracker] = {}  # by the doc id of the tracked document
         self._owners: dict[str, str] = {}  # open subdocument's doc id -> tracked doc id
         self._handle: asyncio.Handle | None = None
+        self._at_limit = False  # warned that max_open subdocuments are open
         self._closed = False
 
     @property
@@ -101,6 +114,12 @@ class SubdocLoader:
         if sub_id in self._owners:
             logger.debug("= %s is open for %s already", sub_id, self._owners[sub_id])
             return
+        if len(self._owners) >= self.max_open:
+            if not self._at_limit:  # once per flood, not once per subdocument
+                self._at_limit = True
+                logger.warning("! %d subdocuments open, the limit: no more open", self.max_open)
+            logger.debug("! %s (held by %s) not opened: at the limit", sub_id, owner)
+            return
         try:
             self._open_document(sub_id, doc)
         except CrdtSyncError as exc:  # a store that fails to load it, say
@@ -111,6 +130,7 @@ class SubdocLoader:
 
     def _close(self, sub_id: str) -> None:
         owner = self._owners.pop(sub_id)
+        self._at_limit = False
         self._close_document(sub_id)
         logger.debug("= closed %s, no longer held by %s", sub_id, owner)
         guid = guid_of(sub_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pycrdt
@@ -98,3 +99,15 @@ async def test_a_guid_in_two_documents_opens_once_and_a_failure_is_logged(
     second.get("files", type=pycrdt.Map)["late"] = pycrdt.Doc()
     await next_turn()
     assert workspace.docs.keys() == {"subdoc:shared", "subdoc:fine"}
+
+
+def test_no_more_than_max_open_subdocs_open(caplog: pytest.LogCaptureFixture) -> None:
+    workspace = Workspace()
+    loader = SubdocLoader(workspace.open, workspace.close, max_open=2)
+    parent = pycrdt.Doc()
+    for guid in ("a", "b", "c", "d"):
+        parent.get("files", type=pycrdt.Map)[guid] = pycrdt.Doc(guid=guid)
+    with caplog.at_level(logging.WARNING, logger="crdtsync.subdoc_loader"):
+        loader.track("flood", parent)
+    assert len(workspace.docs) == 2
+    assert len(caplog.records) == 1
