@@ -12,6 +12,7 @@ from collections.abc import Callable
 from crdtsync.errors import TransportError
 from crdtsync.protocol.frames import CloseCode
 from crdtsync.protocol.link import LinkCore
+from crdtsync.protocol.relay import Sources
 from crdtsync.transport.base import Link
 from crdtsync.transport.stats import LinkStats
 
@@ -26,6 +27,7 @@ class MeshLink:
         "bytes_sent",
         "deadline",
         "held",
+        "held_sources",
         "link",
         "lost",
         "messages_received",
@@ -33,6 +35,7 @@ class MeshLink:
         "neighbors",
         "opened_at",
         "protocol",
+        "skipped",
         "timer",
     )
 
@@ -46,6 +49,10 @@ class MeshLink:
         self.neighbors: frozenset[str] = frozenset()
         self.lost = False  # the transport link is gone: nothing more can be sent on it
         self.held: dict[str, list[bytes]] = {}  # by doc id: updates waiting for a drain
+        self.held_sources: dict[str, Sources] = {}  # by doc id: whose edits they hold
+        # Documents an update of went to other links but not this one, since we last asked
+        # it to resync them.
+        self.skipped: set[str] = set()
 
     def send(self, outgoing: list[bytes]) -> int:
         """Write what the core queued, unless the transport link is lost; a failed write

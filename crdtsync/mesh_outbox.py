@@ -17,7 +17,8 @@ from crdtsync.mesh_documents import MeshDocument, MeshDocuments
 from crdtsync.mesh_link import MeshLink
 from crdtsync.mesh_settings import MeshSettings
 from crdtsync.protocol.batching import BatchWindow
-from crdtsync.protocol.link import LinkCore, LinkState
+from crdtsync.protocol.link import Arrival, LinkCore, LinkState
+from crdtsync.protocol.relay import Sources, flood_targets, merge_sources, update_targets
 from crdtsync.replica import MERGE_GROUP, merge_many
 
 __all__ = ["MeshOutbox"]
@@ -79,6 +80,7 @@ class MeshOutbox:
     def release_held(self, conn: MeshLink) -> None:
         """Send what a congested link held back, one update per document."""
         held, conn.held = conn.held, {}
+        held_sources, conn.held_sources = conn.held_sources, {}
         for doc_id, updates in held.items():
             update = merge_many(updates)
             logger.debug(
@@ -88,7 +90,7 @@ class MeshOutbox:
                 doc_id,
                 conn.link,
             )
-            conn.protocol.send_update(doc_id, update)
+            conn.protocol.send_update(doc_id, update, held_sources.get(doc_id))
 
     @property
     def _sending(self) -> bool:
@@ -118,12 +120,13 @@ class MeshOutbox:
             document.active_at = now
             doc_id = document.doc_id
             for outgoing in document.replica.take_outgoing():
-                for remote, conn in self._targets(outgoing.origin, doc_id):
-                    self._send_update(conn, doc_id, outgoing.update)
+                sources = self._sources(outgoing.origin)
+                for remote, conn in self._targets(outgoing.origin, doc_id, sources):
+                    self._send_update(conn, doc_id, outgoing.update, sources)
                     touched[remote] = conn
             if document.presence is not None and document.presence.started:
                 for update in document.presence.core.updates_to_send(now):
-                    for remote, conn in self._targets(update.origin, doc_id):
+                    for remote, conn in self._presence_targets(update.origin, doc_id):
                         conn.protocol.send_awareness(doc_id, update.update)
                         touched[remote] = conn
         if touched:
@@ -131,30 +134,64 @@ class MeshOutbox:
         for conn in touched.values():
             self._pump(conn)
 
-    def _send_update(self, conn: MeshLink, doc_id: str, update: bytes) -> None:
+    def _send_update(self, conn: MeshLink, doc_id: str, update: bytes, sources: Sources) -> None:
         """Send now, or hold while the link's send buffer is over the high-water mark."""
         if not conn.held and conn.link.buffered_amount <= self._send_buffer_high:
-            conn.protocol.send_update(doc_id, update)
+            conn.protocol.send_update(doc_id, update, sources)
             return
         if not conn.held:
             logger.debug("= %s holds updates for %s: link congested", self._local_id, conn.link)
             self._notify()
         held = conn.held.setdefault(doc_id, [])
         held.append(update)
+        conn.held_sources[doc_id] = (
+            merge_sources(conn.held_sources[doc_id], sources)
+            if doc_id in conn.held_sources
+            else sources
+        )
         if len(held) >= MERGE_GROUP:  # keep what waits small: one merged update
             held[:] = [merge_many(held)]
 
-    def _targets(self, origin: object | None, doc_id: str) -> Iterator[tuple[str, MeshLink]]:
-        """The links an update of ``doc_id`` goes to: those that carry it, not back where it
-        came from, and not to peers that have a link of their own with its source (that peer
-        sends it to them)."""
-        source = origin.remote_id if isinstance(origin, LinkCore) else None
-        for remote, conn in list(self._conns.items()):
-            protocol = conn.protocol
-            if protocol.state is LinkState.CLOSED or protocol is origin:
-                continue
-            if not protocol.carries(doc_id):
-                continue
-            if source is not None and source in conn.neighbors:
-                continue
-            yield remote, conn
+    def _sources(self, origin: object | None) -> Sources:
+        """Whose edits an outgoing update holds: ours, those its link said, or not known."""
+        if origin is None:
+            return frozenset({self._local_id})
+        return origin.sources if isinstance(origin, Arrival) else None
+
+    def _targets(
+        self, origin: object | None, doc_id: str, sources: Sources
+    ) -> Iterator[tuple[str, MeshLink]]:
+        """The links that carry ``doc_id`` and that an update of it with these ``sources``
+        goes to (``protocol/relay.py``). Only carriers' neighbour lists count: a peer known
+        to link fewer others is sent more, never less."""
+        arrival = self._arrival(origin.link if isinstance(origin, Arrival) else origin)
+        conns = self._carriers(doc_id)
+        lists = {remote: conn.neighbors for remote, conn in conns.items()}
+        targets = update_targets(self._local_id, lists, sources=sources, arrival=arrival)
+        for remote, conn in conns.items():
+            if remote in targets:
+                yield remote, conn
+            elif remote != arrival:
+                conn.skipped.add(doc_id)  # a peer may count on it: see Mesh._request_resyncs
+
+    def _presence_targets(
+        self, origin: object | None, doc_id: str
+    ) -> Iterator[tuple[str, MeshLink]]:
+        """The links a presence update goes to: not back where it came from, and not to peers
+        that have a link of their own with its source (that peer sends it to them)."""
+        conns = self._carriers(doc_id)
+        lists = {remote: conn.neighbors for remote, conn in conns.items()}
+        for remote in flood_targets(lists, self._arrival(origin)):
+            yield remote, conns[remote]
+
+    def _carriers(self, doc_id: str) -> dict[str, MeshLink]:
+        return {
+            remote: conn
+            for remote, conn in self._conns.items()
+            if conn.protocol.state is not LinkState.CLOSED and conn.protocol.carries(doc_id)
+        }
+
+    @staticmethod
+    def _arrival(origin: object | None) -> str | None:
+        """The remote peer a link core ``origin`` links to; None for anything else."""
+        return origin.remote_id if isinstance(origin, LinkCore) else None

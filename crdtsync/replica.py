@@ -31,7 +31,14 @@ from crdtsync.protocol.yupdate import (
 )
 from crdtsync.store import Store
 
-__all__ = ["MAX_WAITING", "OutgoingUpdate", "Replica", "merge_many", "unintegrated"]
+__all__ = [
+    "MAX_WAITING",
+    "UNKNOWN_ORIGIN",
+    "OutgoingUpdate",
+    "Replica",
+    "merge_many",
+    "unintegrated",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +48,15 @@ MAX_WAITING = 16 << 20
 # pycrdt's merge_updates is fast for ~1k small updates (4.7 ms) but superlinear beyond
 # (100k: 67 s): merge in groups of this size, then merge the results.
 MERGE_GROUP = 512
+# The origin of remote content whose link is not known (it came free with another update):
+# it goes to every link, and unlike a local edit it is nobody's own.
+UNKNOWN_ORIGIN = object()
 
 
 @dataclass(frozen=True, slots=True)
 class OutgoingUpdate:
-    """An update to send: ``origin`` is the link it came from, or None for a local edit."""
+    """An update to send: ``origin`` is the link it came from, None for a local edit, or
+    :data:`UNKNOWN_ORIGIN`."""
 
     update: bytes
     origin: object | None
@@ -93,7 +104,8 @@ class Replica:
         if store is not None:
             self._load(store)
         self._captured: list[bytes] | None = None  # transactions of apply_remote, if in one
-        self._outbox: dict[int, tuple[object | None, list[bytes]]] = {}
+        # By origin: updates from equal origins (one link, the same sources) merge.
+        self._outbox: dict[object | None, list[bytes]] = {}
         self._waiting: bytes | None = None  # remote content whose dependencies are missing
         self._subscription: pycrdt.Subscription | None = doc.observe(self._on_transaction)
 
@@ -133,7 +145,7 @@ class Replica:
             self.doc.apply_update(update)
         except BaseException:
             for made in captured:  # whatever got in must still go out
-                self._queue(None, made)
+                self._queue(UNKNOWN_ORIGIN, made)
             raise
         finally:
             self._captured = None
@@ -145,7 +157,7 @@ class Replica:
             # Content held back for missing dependencies (from other links, or applied
             # locally) may have come free with this update. Its source is unknown, so it
             # goes to every link, the one this update arrived on included.
-            self._queue(origin if own else None, integrated)
+            self._queue(origin if own else UNKNOWN_ORIGIN, integrated)
         parts = [] if whole else [update]
         if self._waiting is not None:
             # Held content may have waited for what this update brought. Its origin is
@@ -174,7 +186,7 @@ class Replica:
         """
         outbox, self._outbox = self._outbox, {}
         outgoing = [
-            OutgoingUpdate(merge_many(updates), origin) for origin, updates in outbox.values()
+            OutgoingUpdate(merge_many(updates), origin) for origin, updates in outbox.items()
         ]
         if self.store is not None and outgoing:
             self.store.append(self.doc_id, [item.update for item in outgoing])
@@ -207,10 +219,6 @@ class Replica:
 
     def _queue(self, origin: object | None, update: bytes) -> None:
         first = not self._outbox
-        entry = self._outbox.get(id(origin))
-        if entry is None:
-            self._outbox[id(origin)] = (origin, [update])
-        else:
-            entry[1].append(update)
+        self._outbox.setdefault(origin, []).append(update)
         if first and self.on_outgoing is not None:
             self.on_outgoing()

@@ -1,4 +1,5 @@
-"""Random edits, partitions, heals, crashes and rejoins: after healing, all replicas converge.
+"""Random edits, partitions, heals, dropped links, crashes and rejoins: after healing, all
+replicas converge.
 
 A hypothesis state machine drives 2-8 simulated peers on a virtual clock, so one example
 replays exactly from the rules hypothesis prints (the network seed is the first of them).
@@ -119,6 +120,17 @@ class MeshMachine(RuleBasedStateMachine):
         network = self.network
         assert network is not None
         self.on_loop(network.heal)
+
+    @rule(data=st.data())
+    def drop_link(self, data: st.DataObject) -> None:
+        """A link breaks, what is in flight on it lost: neighbour lists go stale. (Peers are
+        drawn by index, not from the links they hold: those vary from run to run.)"""
+        network = self.network
+        assert network is not None
+        last = len(self.peers) - 1
+        first, second = (self.peers[data.draw(st.integers(0, last))] for _ in range(2))
+        if first is not None and second is not None and second.id in first.peers:
+            self.on_loop(lambda: network.drop_link(first.id, second.id))
 
     @precondition(lambda self: len(self.live()) > 1)
     @rule(data=st.data())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pycrdt
 import pytest
@@ -277,5 +278,57 @@ def test_a_newcomer_gets_the_document_once_not_once_per_peer() -> None:
                 assert converged([newcomer.doc(), *(peer.doc() for peer in peers)])
                 # Its first sync brings the document; the other links only what it lacked.
                 assert size < newcomer.bytes_received < 1.5 * size
+
+    run(scenario())
+
+
+QUIET = LinkSettings(heartbeat_interval=3600.0, dead_after=7200.0)  # no pings in the counts
+
+
+def test_an_edit_in_a_partial_mesh_costs_at_most_one_and_a_half_floods() -> None:
+    """32 peers, max_conns 8: a lone edit costs at most 1.5 x (N - 1) messages, a spanning
+    tree's flood and half again (the counts are deterministic in simulation)."""
+    seed, edits = 7, 20
+
+    async def scenario() -> None:
+        network = SimNetwork(seed=seed, latency=0.005)
+        async with sim_room(network, 32, max_conns=8, link_settings=QUIET) as peers:
+            await asyncio.sleep(1.0)  # LINKS announcements and glare closes settle
+            before = network.messages_delivered
+            rng = random.Random(seed)
+            for _ in range(edits):
+                type_in(rng.choice(peers), rng.choice("abc"))
+                await asyncio.sleep(0.05)  # longer than an edit takes to cross the room
+            await wait_converged([peer.doc() for peer in peers], timeout=10)
+            await asyncio.sleep(1.0)  # duplicates still on their way count too
+            per_edit = (network.messages_delivered - before) / edits
+            assert per_edit <= 1.5 * (len(peers) - 1), f"seed {seed}: {per_edit} per edit"
+            assert all(len(text_of(peer)) == edits for peer in peers)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("seed", range(30))  # 0 and 29 lose edits without the resyncs
+def test_links_dropping_and_opening_during_edits_lose_no_edit(seed: int) -> None:
+    """Links drop (messages in flight lost) and redial while peers type, so neighbour lists
+    are stale all along: relays that counted on a lost link ask for a resync, and every
+    edit reaches every peer."""
+
+    async def scenario() -> None:
+        network = SimNetwork(seed=seed, latency=0.01, jitter=0.01)
+        rng = random.Random(seed)
+        async with sim_room(network, 14, max_conns=4) as peers:
+            typed = 0
+            for round_ in range(60):
+                peer = rng.choice(peers)
+                type_in(peer, rng.choice("xyz"))
+                typed += 1
+                if round_ % 3 == 0 and peer.peers:
+                    network.drop_link(peer.id, rng.choice(sorted(peer.peers)))
+                await asyncio.sleep(rng.choice([0.0, 0.005, 0.02]))
+            docs = [peer.doc() for peer in peers]
+            await wait_converged(docs, timeout=30)
+            lengths = {len(text_of(peer)) for peer in peers}
+            assert lengths == {typed}, f"seed {seed}: {lengths} characters, typed {typed}"
 
     run(scenario())

@@ -11,7 +11,7 @@ import msgpack
 import pycrdt
 import pytest
 
-from crdtsync.replica import MERGE_GROUP, Replica, merge_many, unintegrated
+from crdtsync.replica import MERGE_GROUP, UNKNOWN_ORIGIN, Replica, merge_many, unintegrated
 from crdtsync.testing import doc_version
 
 
@@ -89,7 +89,7 @@ def test_content_released_from_pending_goes_to_every_link() -> None:
     assert replica.take_outgoing() == []
     replica.apply_remote(first, origin="link-early")
     (outgoing,) = replica.take_outgoing()
-    assert outgoing.origin is None
+    assert outgoing.origin is UNKNOWN_ORIGIN
     assert str(replica.doc.get("text", type=pycrdt.Text)) == "first second"
 
 
@@ -122,7 +122,7 @@ def test_content_applied_locally_before_its_dependency_goes_to_every_link() -> N
     assert replica.take_outgoing() == []
     replica.apply_remote(first, origin="link")
     (outgoing,) = replica.take_outgoing()
-    assert outgoing.origin is None  # "b" came free: the link has never seen it
+    assert outgoing.origin is UNKNOWN_ORIGIN  # "b" came free: the link has never seen it
     assert str(replica.doc.get("text", type=pycrdt.Text)) == "ab"
 
 
@@ -133,7 +133,7 @@ def test_a_deletion_released_with_a_remote_update_goes_to_every_link() -> None:
     replica.take_outgoing()
     replica.apply_remote(inserted, origin="link")
     assert str(replica.doc.get("text", type=pycrdt.Text)) == "ac"
-    assert [item.origin for item in replica.take_outgoing()] == [None]
+    assert [item.origin for item in replica.take_outgoing()] == [UNKNOWN_ORIGIN]
 
 
 def test_a_remote_update_with_deletions_of_its_own_is_credited_to_its_link() -> None:

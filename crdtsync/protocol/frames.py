@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 import msgpack
 
 from crdtsync.errors import LocalProtocolError, ProtocolError
-from crdtsync.protocol.ymessages import parse_awareness_message, parse_sync_message
+from crdtsync.protocol.ymessages import SyncType, parse_awareness_message, parse_sync_message
 
 __all__ = [
     "CAPABILITY_BATCH",
@@ -41,6 +41,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Reassembler",
+    "Relay",
+    "Resync",
     "Sync",
     "batch_messages",
     "decode_frame",
@@ -69,6 +71,8 @@ class FrameKind(IntEnum):
     BYE = 6
     LINKS = 7
     ABSENT = 8
+    RELAY = 9
+    RESYNC = 10
 
 
 class CloseCode(IntEnum):
@@ -101,8 +105,10 @@ MAX_CAPABILITY_LENGTH = 64
 MAX_LINK_IDS = 1024  # matches the awareness client limit: far above any room we mesh
 
 _MAX_UINT64 = 2**64 - 1  # msgpack's largest integer
-_DOCUMENT_KINDS = frozenset({FrameKind.SYNC, FrameKind.AWARENESS, FrameKind.ABSENT})
 _HELLO_KEYS = frozenset({"v", "id", "caps"})
+_DOCUMENT_KINDS = frozenset(
+    {FrameKind.SYNC, FrameKind.AWARENESS, FrameKind.ABSENT, FrameKind.RELAY, FrameKind.RESYNC}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +183,28 @@ class Absent:
     doc_id: str
 
 
-Frame: TypeAlias = Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links | Absent
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A y-protocols update message with the peers whose edits it holds (its sources): each
+    source sent it to all its links, which tells relays whom they need not send it to
+    (``protocol/relay.py``). A plain SYNC update is one whose sources are not known."""
+
+    doc_id: str
+    message: bytes
+    sources: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Asks the remote for its step 1 of a document, so that it gets what it lacks from us:
+    we may have kept updates from it on a neighbour list that named a link already lost."""
+
+    doc_id: str
+
+
+Frame: TypeAlias = (
+    Hello | Sync | Awareness | Ping | Pong | Chunk | Bye | Links | Absent | Relay | Resync
+)
 
 _Error: TypeAlias = type[ProtocolError]
 
@@ -283,6 +310,22 @@ def _check_frame(frame: object, error: _Error, max_frame_size: int) -> None:
             _peer_id(peer_id, "LINKS peer id", error)
     elif isinstance(frame, Absent):
         _str(frame.doc_id, "ABSENT doc_id", error, MAX_DOC_ID_LENGTH)
+    elif isinstance(frame, Relay):
+        _str(frame.doc_id, "RELAY doc_id", error, MAX_DOC_ID_LENGTH)
+        message = _bin(frame.message, "RELAY message", error)
+        try:
+            sync_type, _ = parse_sync_message(message)
+        except ProtocolError as exc:
+            raise error(f"RELAY frame for doc {frame.doc_id!r}: {exc}") from exc
+        if sync_type is not SyncType.UPDATE:
+            raise error(f"RELAY frame for doc {frame.doc_id!r} carries a {sync_type.name}")
+        sources = _id_set(frame.sources, "RELAY sources", error, MAX_LINK_IDS)
+        if not sources:
+            raise error("RELAY sources are empty (an update of unknown sources is a SYNC)")
+        for peer_id in sources:
+            _peer_id(peer_id, "RELAY source", error)
+    elif isinstance(frame, Resync):
+        _str(frame.doc_id, "RESYNC doc_id", error, MAX_DOC_ID_LENGTH)
     else:
         raise error(f"not a frame: {type(frame).__name__}")
 
@@ -305,6 +348,10 @@ def _to_wire(frame: Frame) -> list[Any]:
         return [FrameKind.BYE, "", [frame.code, frame.reason]]
     if isinstance(frame, Absent):
         return [FrameKind.ABSENT, frame.doc_id, None]
+    if isinstance(frame, Relay):
+        return [FrameKind.RELAY, frame.doc_id, [frame.message, sorted(frame.sources)]]
+    if isinstance(frame, Resync):
+        return [FrameKind.RESYNC, frame.doc_id, None]
     return [FrameKind.LINKS, "", sorted(frame.peer_ids)]
 
 
@@ -415,6 +462,13 @@ def _from_wire(kind: FrameKind, body: Any, doc_id: str) -> Frame:
         if body is not None:
             raise ProtocolError(f"ABSENT body must be nil (got {_msgpack_type(body)})")
         return Absent(doc_id)
+    if kind is FrameKind.RELAY:
+        message, sources = _list(body, "RELAY body [message, sources]", 2)
+        return Relay(doc_id, message, _unique_strs(sources, "RELAY sources"))
+    if kind is FrameKind.RESYNC:
+        if body is not None:
+            raise ProtocolError(f"RESYNC body must be nil (got {_msgpack_type(body)})")
+        return Resync(doc_id)
     return Links(_unique_strs(body, "LINKS ids"))
 
 
@@ -468,9 +522,10 @@ def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) 
         for wire in unpacker:
             frames.append(_frame_from_wire(wire, max_frame_size))
     except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as exc:
-        raise ProtocolError(f"message holds bytes that are not a msgpack value: {exc}") from exc
+        raise ProtocolError(f"frame is not a msgpack value: {exc!r}") from exc
     if unpacker.tell() != len(data) or not frames:
-        raise ProtocolError(f"message ends inside a frame ({len(data) - unpacker.tell()} bytes)")
+        left = len(data) - unpacker.tell()
+        raise ProtocolError(f"message ends inside a frame ({left} bytes of it)")
     return frames
 
 
@@ -497,9 +552,8 @@ def _frame_from_wire(wire: object, max_frame_size: int) -> Frame:
     try:
         kind = FrameKind(_uint(kind_value, "frame kind", ProtocolError))
     except ValueError:
-        raise ProtocolError(
-            f"unknown frame kind {kind_value} (known: 0..{max(FrameKind)})"
-        ) from None
+        known = ", ".join(str(int(kind)) for kind in FrameKind)
+        raise ProtocolError(f"unknown frame kind {kind_value} (known: {known})") from None
     if kind in _DOCUMENT_KINDS:
         _str(doc_id, f"{kind.name} doc_id", ProtocolError, MAX_DOC_ID_LENGTH)
     elif doc_id != "":

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.budget import TokenBucket
@@ -31,6 +31,7 @@ from crdtsync.protocol.frames import (
     CAPABILITY_WORKSPACE,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_LINK_IDS,
     Absent,
     Awareness,
     Bye,
@@ -42,6 +43,8 @@ from crdtsync.protocol.frames import (
     Ping,
     Pong,
     Reassembler,
+    Relay,
+    Resync,
     Sync,
     batch_messages,
     decode_frame,
@@ -49,10 +52,11 @@ from crdtsync.protocol.frames import (
     encode_frame,
     split_frame,
 )
+from crdtsync.protocol.relay import Sources
 from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState
 from crdtsync.protocol.ymessages import awareness_message, parse_awareness_message
 
-__all__ = ["LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
+__all__ = ["Arrival", "LinkCore", "LinkProtocol", "LinkSettings", "LinkState"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,10 @@ class LinkSettings:
             )
 
 
+# The frames that speak of one document, routed to its session.
+DocumentFrame: TypeAlias = Sync | Relay | Awareness | Resync
+
+
 class LinkState(Enum):
     OPENING = "opening"  # our HELLO is out, theirs has not arrived
     OPEN = "open"
@@ -118,10 +126,11 @@ class LinkCore(Protocol):
     def add_document(self, doc_id: str, document: DocumentAccess, *, sync: bool = True) -> None: ...
     def remove_document(self, doc_id: str, *, tell: bool = True) -> None: ...
     def refuse_document(self, doc_id: str) -> None: ...
-    def send_update(self, doc_id: str, update: bytes) -> None: ...
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = ...) -> None: ...
     def send_awareness(self, doc_id: str, update: bytes) -> None: ...
     def send_links(self, peer_ids: frozenset[str]) -> None: ...
     def resync(self, doc_id: str) -> None: ...
+    def request_resync(self, doc_id: str) -> None: ...
     def start_sync(self, doc_id: str) -> None: ...
     def close(self, code: int = ..., reason: str = ...) -> None: ...
     def receive_data(self, data: bytes, now: float) -> None: ...
@@ -129,6 +138,15 @@ class LinkCore(Protocol):
     def get_timer(self) -> float | None: ...
     def data_to_send(self) -> list[bytes]: ...
     def events_received(self) -> list[Event]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """The origin of what a link applies to a document: the link, and the sources the update
+    named (None: not known, as for a step 2), which the mesh relays it by."""
+
+    link: LinkCore
+    sources: Sources
 
 
 class LinkProtocol:
@@ -161,7 +179,7 @@ class LinkProtocol:
         self._absent: set[str] = set()  # documents the remote said ABSENT for
         # Frames for documents this link does not carry, until the adapter adds or refuses
         # them (it answers each DocumentRequested before it feeds the next message).
-        self._requested: dict[str, list[Sync | Awareness]] = {}
+        self._requested: dict[str, list[DocumentFrame]] = {}
         self._reassembler = Reassembler(max_frame_size=self.settings.max_frame_size)
         self._outgoing: list[bytes] = []
         self._events: list[Event] = []
@@ -241,12 +259,16 @@ class LinkProtocol:
         self._requested.pop(doc_id, None)
         self._say_absent(doc_id)
 
-    def send_update(self, doc_id: str, update: bytes) -> None:
-        """Queue a document update (local or relayed); then drain ``data_to_send()``."""
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = None) -> None:
+        """Queue a document update (local or relayed) holding the edits of ``sources``
+        (None: not known); then drain ``data_to_send()``."""
         if self.state is LinkState.CLOSED or self._remote_lacks(doc_id):
             return
         for message in self._session(doc_id).send_update(update):
-            self._send(Sync(doc_id, message))
+            if sources and len(sources) <= MAX_LINK_IDS:
+                self._send(Relay(doc_id, message, sources))
+            else:
+                self._send(Sync(doc_id, message))
 
     def send_awareness(self, doc_id: str, update: bytes) -> None:
         """Queue a presence update (awareness update bytes); then drain ``data_to_send()``."""
@@ -257,6 +279,12 @@ class LinkProtocol:
         """Tell the remote which peers we have open links with; then drain ``data_to_send()``."""
         if self.state is not LinkState.CLOSED:
             self._send(Links(peer_ids))
+
+    def request_resync(self, doc_id: str) -> None:
+        """Ask the remote to send step 1 again, so that we send what it lacks; then drain
+        ``data_to_send()``."""
+        if self.state is not LinkState.CLOSED and not self._remote_lacks(doc_id):
+            self._send(Resync(doc_id))
 
     def resync(self, doc_id: str) -> None:
         """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``.
@@ -430,7 +458,7 @@ class LinkProtocol:
             return
         if isinstance(frame, Hello):
             raise ProtocolError("a second HELLO on an open link")
-        if isinstance(frame, Sync | Awareness):
+        if isinstance(frame, Sync | Relay | Awareness | Resync):
             session = self._sessions.get(frame.doc_id)
             if session is not None:
                 self._handle_document(session, frame)
@@ -462,17 +490,21 @@ class LinkProtocol:
         self.state = LinkState.OPEN
         self._events.append(HelloReceived(hello.peer_id, hello.capabilities))
 
-    def _handle_document(self, session: SyncSession, frame: Sync | Awareness) -> None:
+    def _handle_document(self, session: SyncSession, frame: DocumentFrame) -> None:
         doc_id = frame.doc_id
         if isinstance(frame, Awareness):
             self._events.append(AwarenessReceived(doc_id, parse_awareness_message(frame.message)))
+            return
+        if isinstance(frame, Resync):
+            self.resync(doc_id)
             return
         reopened = doc_id in self._absent
         if reopened:  # the remote opened it again (its step 1 comes first): sync afresh
             self._absent.discard(doc_id)
             self._settled.discard(doc_id)
             session.reset()
-        replies, completed = session.receive_message(frame.message)
+        sources = frame.sources if isinstance(frame, Relay) else None
+        replies, completed = session.receive_message(frame.message, origin=Arrival(self, sources))
         for message in replies:
             self._send(Sync(doc_id, message))
         if reopened and session.state is SyncState.NEW:

@@ -118,8 +118,11 @@ class SyncSession:
         """Wrap a local (or relayed) update for the wire."""
         return [sync_update(update)]
 
-    def receive_message(self, message: bytes) -> tuple[list[bytes], bool]:
-        """Handle one y-protocols sync message from the remote.
+    def receive_message(
+        self, message: bytes, *, origin: object | None = None
+    ) -> tuple[list[bytes], bool]:
+        """Handle one y-protocols sync message from the remote; what it brings is applied
+        with ``origin`` (default: the session's).
 
         Returns the messages to send back and whether this message completed the sync.
         Raises ProtocolError for malformed bytes, illegal order or an update the document rejects.
@@ -145,7 +148,7 @@ class SyncSession:
             except ProtocolError as exc:
                 raise ProtocolError(f"sync: malformed remote {event.value}: {exc}") from exc
             try:
-                self._document.apply_remote(payload, self._origin)
+                self._document.apply_remote(payload, self._origin if origin is None else origin)
             except ValueError as exc:
                 raise ProtocolError(
                     f"sync: the document rejected a remote {event.value}: {exc}"

@@ -26,6 +26,7 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.link import LinkState
+from crdtsync.protocol.relay import Sources
 from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState
 from crdtsync.protocol.ymessages import (
     SyncType,
@@ -128,8 +129,9 @@ class YWebrtcLinkProtocol:
         if sync:
             self.resync(self._doc_id)
 
-    def send_update(self, doc_id: str, update: bytes) -> None:
-        """Queue a document update (local or relayed); then drain ``data_to_send()``."""
+    def send_update(self, doc_id: str, update: bytes, sources: Sources = None) -> None:
+        """Queue a document update (local or relayed); then drain ``data_to_send()``. Its
+        sources stay here: y-protocols has no place for them."""
         self._check_doc(doc_id)
         if self.state is LinkState.OPEN:
             self._send_sync(sync_update(update))
@@ -159,6 +161,11 @@ class YWebrtcLinkProtocol:
 
     def refuse_document(self, doc_id: str) -> None:
         """Never asked: y-webrtc frames name no document."""
+
+    def request_resync(self, doc_id: str) -> None:
+        """A Yjs peer cannot be asked. Nor need it be: with no neighbour lists, the mesh
+        sends it every update."""
+        self._check_doc(doc_id)
 
     def resync(self, doc_id: str) -> None:
         """Send step 1 (again), so the remote sends what we lack; then drain ``data_to_send()``."""

@@ -31,6 +31,8 @@ from crdtsync.protocol.frames import (
     Ping,
     Pong,
     Reassembler,
+    Relay,
+    Resync,
     Sync,
     batch_messages,
     decode_frame,
@@ -38,7 +40,13 @@ from crdtsync.protocol.frames import (
     encode_frame,
     split_frame,
 )
-from crdtsync.protocol.ymessages import SyncType, parse_sync_message, sync_step1, sync_step2
+from crdtsync.protocol.ymessages import (
+    SyncType,
+    parse_sync_message,
+    sync_step1,
+    sync_step2,
+    sync_update,
+)
 
 UINT64 = st.integers(0, 2**64 - 1)
 peer_ids = st.text(min_size=1, max_size=MAX_PEER_ID_LENGTH)
@@ -86,6 +94,13 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Bye, st.sampled_from(CloseCode) | UINT64, st.text(max_size=200)),
     st.builds(Links, st.frozensets(peer_ids, max_size=20)),
     st.builds(Absent, doc_ids),
+    st.builds(
+        Relay,
+        doc_ids,
+        st.binary(max_size=600).map(sync_update),
+        st.frozensets(peer_ids, min_size=1, max_size=20),
+    ),
+    st.builds(Resync, doc_ids),
 )
 
 
@@ -121,6 +136,10 @@ def test_wire_layout_is_the_documented_one() -> None:
     assert encode_frame(Bye(CloseCode.NORMAL, "done")) == packed(6, "", [1000, "done"])
     assert encode_frame(Links(frozenset({"b", "a"}))) == packed(7, "", ["a", "b"])
     assert encode_frame(Absent("doc")) == packed(8, "doc", None)
+    update = sync_update(b"\x00\x00")
+    relay = Relay("doc", update, frozenset({"b", "a"}))
+    assert encode_frame(relay) == packed(9, "doc", [update, ["a", "b"]])
+    assert encode_frame(Resync("doc")) == packed(10, "doc", None)
 
 
 def test_y_protocols_bytes_travel_untouched_and_sync_real_docs() -> None:
@@ -280,6 +299,22 @@ BAD_FRAMES: list[tuple[Frame, bytes, str]] = [
     (Bye(1000, b"x"), packed(6, "", [1000, b"x"]), "BYE reason must be a str"),  # type: ignore[arg-type]
     (Links(frozenset({""})), packed(7, "", [""]), "LINKS peer id is empty"),
     (
+        Relay("d", GOOD_SYNC, frozenset({"a"})),
+        packed(9, "d", [GOOD_SYNC, ["a"]]),
+        "RELAY frame for doc 'd' carries a STEP1",
+    ),
+    (
+        Relay("d", sync_update(b"\x00\x00"), frozenset()),
+        packed(9, "d", [sync_update(b"\x00\x00"), []]),
+        "RELAY sources are empty",
+    ),
+    (
+        Relay("d", sync_update(b"\x00\x00"), frozenset({""})),
+        packed(9, "d", [sync_update(b"\x00\x00"), [""]]),
+        "RELAY source is empty",
+    ),
+    (Resync(7), packed(10, 7, None), "RESYNC doc_id must be a str"),  # type: ignore[arg-type]
+    (
         Links(frozenset(str(i) for i in range(MAX_LINK_IDS + 1))),
         packed(7, "", [str(i) for i in range(MAX_LINK_IDS + 1)]),
         "1025",
@@ -313,7 +348,7 @@ def test_unsupported_version_names_both_and_closes_with_1003() -> None:
         (packed(3, "", 1) + b"\x00", "not one msgpack value"),
         (msgpack.packb({"kind": 3}), "must be an array of 3 \\(got map\\)"),
         (packed(3, ""), "must be an array of 3 \\(got an array of 2\\)"),
-        (packed(9, "", 0), "unknown frame kind 9"),
+        (packed(11, "", 0), "unknown frame kind 11"),
         (packed(8, "doc", 0), "ABSENT body must be nil"),
         (packed(True, "", 0), "frame kind must be an int \\(got bool\\)"),
         (packed(3, "doc", 1), "PING frame carries doc_id 'doc'"),
@@ -328,6 +363,12 @@ def test_unsupported_version_names_both_and_closes_with_1003() -> None:
         (packed(5, "", [1, 0, 2]), "must be an array of 4"),
         (packed(7, "", ["a", "a"]), "more than once"),
         (packed(7, "", [1]), "must be a str"),
+        (packed(9, "d", GOOD_SYNC), "RELAY body \\[message, sources\\] must be an array of 2"),
+        (packed(9, "d", [sync_update(b"\x00\x00"), "a"]), "RELAY sources must be an array"),
+        (packed(9, "d", [sync_update(b"\x00\x00"), ["a", "a"]]), "more than once"),
+        (packed(9, "d", ["text", ["a"]]), "RELAY message must be bytes"),
+        (packed(10, "d", b""), "RESYNC body must be nil"),
+        (packed(10, 3, None), "RESYNC doc_id must be a str"),
         (b"\x93\x03\xa0\xd4\x01\x00", "not one msgpack value"),  # ext type
         (b"\x93\x07\xa0\x91\xa1\xff", "not one msgpack value"),  # invalid UTF-8
         (b"\x93\x03\xa0" + b"\x91" * 100_000 + b"\x00", "not one msgpack value"),  # nesting

@@ -24,12 +24,14 @@ from crdtsync.protocol.frames import (
     Hello,
     Ping,
     Pong,
+    Relay,
+    Resync,
     Sync,
     decode_frame,
     encode_frame,
 )
-from crdtsync.protocol.link import LinkProtocol, LinkSettings, LinkState
-from crdtsync.protocol.ymessages import sync_update
+from crdtsync.protocol.link import Arrival, LinkProtocol, LinkSettings, LinkState
+from crdtsync.protocol.ymessages import SyncType, parse_sync_message, sync_update
 from crdtsync.replica import Replica
 from crdtsync.testing import doc_version
 
@@ -101,6 +103,48 @@ def test_updates_presence_and_links_flow_after_open() -> None:
     assert isinstance(events[0], AwarenessReceived)
     assert events[1] == LinksReceived(frozenset({"carol"}))
     assert doc_b.get("m", type=pycrdt.Map).to_py() == {"k": 1}
+
+
+def test_an_update_names_its_sources_and_arrives_with_them() -> None:
+    """Sources go out in a RELAY frame and come back as the origin the update is applied
+    with; a plain update, or a step 2, comes with sources not known."""
+    doc_a, doc_b = pycrdt.Doc(), pycrdt.Doc()
+    replica_b = Replica(doc_b)
+    a = make_link("alice", "bob", doc_a)
+    b = LinkProtocol("bob", {"doc": replica_b}, expected_peer="alice", settings=SETTINGS)
+    a.start(0.0)
+    b.start(0.0)
+    roundtrip_until_done(a, b, 0.0)
+    replica_b.take_outgoing()
+    doc_a["text"] = pycrdt.Text("hi")
+    a.send_update("doc", doc_a.get_update(), frozenset({"alice", "carol"}))
+    (message,) = a.data_to_send()
+    assert decode_frame(message) == Relay(
+        "doc", sync_update(doc_a.get_update()), frozenset({"alice", "carol"})
+    )
+    b.receive_data(message, 0.1)
+    doc_a["more"] = pycrdt.Text("!")
+    a.send_update("doc", doc_a.get_update())
+    (plain,) = a.data_to_send()
+    assert isinstance(decode_frame(plain), Sync)
+    b.receive_data(plain, 0.1)
+    assert [item.origin for item in replica_b.take_outgoing()] == [
+        Arrival(b, frozenset({"alice", "carol"})),
+        Arrival(b, None),
+    ]
+
+
+def test_a_resync_request_is_answered_with_step_1() -> None:
+    a, b = started_pair(pycrdt.Doc(), pycrdt.Doc())
+    roundtrip_until_done(a, b, 0.0)
+    a.request_resync("doc")
+    (message,) = a.data_to_send()
+    assert decode_frame(message) == Resync("doc")
+    b.receive_data(message, 0.1)
+    (answer,) = b.data_to_send()
+    frame = decode_frame(answer)
+    assert isinstance(frame, Sync)
+    assert parse_sync_message(frame.message)[0] is SyncType.STEP1
 
 
 def test_large_update_is_chunked_and_reassembled() -> None:
