@@ -17,7 +17,8 @@ from collections.abc import Callable
 __all__ = ["FIRST_SYNC_GRACE", "FirstSyncGate"]
 
 # Syncs held back while another link's first sync of the document is in flight start anyway
-# after this long, so a slow or silent peer delays them at most that much.
+# once first syncs have made no progress for this long, so a slow or silent peer delays
+# them at most that much.
 FIRST_SYNC_GRACE = 2.0
 
 logger = logging.getLogger("crdtsync.mesh")  # the mesh's parts log as the mesh
@@ -47,7 +48,7 @@ class FirstSyncGate:
 
     def admit(self, remote: str, doc_id: str) -> bool:
         """Whether the link to ``remote`` syncs ``doc_id`` now; if not, it is held until the
-        first sync is done, gone, or FIRST_SYNC_GRACE has passed."""
+        first sync is done, gone, or first syncs have stalled for FIRST_SYNC_GRACE."""
         first = self._first.setdefault(doc_id, remote)
         if first == remote:
             return True
@@ -67,9 +68,16 @@ class FirstSyncGate:
         return False
 
     def completed(self, remote: str, doc_id: str) -> None:
-        """The link to ``remote`` completed a sync of ``doc_id`` (or the remote lacks it)."""
+        """The link to ``remote`` completed a sync of ``doc_id`` (or the remote lacks it).
+        First syncs are moving: the grace starts over, so a newcomer opening a thousand
+        documents is not sent them twice because the first link takes more than the grace."""
         if self._first.get(doc_id) == remote:
             self._release_document(doc_id)
+            if self._timer is not None and self._loop is not None:
+                self._timer.cancel()
+                self._timer = self._loop.call_at(
+                    self._loop.time() + FIRST_SYNC_GRACE, self._release_all
+                )
 
     def unlinked(self, remote: str, *, replaced: bool) -> None:
         """The link to ``remote`` is gone (``replaced``: a newer link to it took its place)."""

@@ -30,6 +30,8 @@ from textual.app import App, ComposeResult
 from textual.color import Color
 from textual.document._document import EditResult, Selection
 from textual.document._edit import Edit
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widgets import Static, TextArea
 
@@ -53,6 +55,23 @@ def color_for(name: str) -> str:
 class SharedTextArea(TextArea):
     """A ``TextArea`` whose content is a shared ``pycrdt.Text``, both ways."""
 
+    # Textual lays the whole screen out again and redraws every row whenever a widget's
+    # virtual size changes, as it does with each character typed at the end of the longest
+    # line, here or by anyone else (~5 ms a keystroke, most of a frame). Of that, a new size
+    # changes only the scrollbars (showing or hiding one lays out by itself): set them here.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False, repaint=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        if not self.is_mounted:
+            return
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.window_virtual_size = size.height
+        if self.show_horizontal_scrollbar:
+            self.horizontal_scrollbar.window_virtual_size = size.width
+        # Within a smaller text, as Textual's layout keeps the view.
+        self.scroll_x = self.validate_scroll_x(self.scroll_x)
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)
+
     def __init__(self, cursors: TextCursors, *, capture_timeout_millis: int = 500) -> None:
         super().__init__(str(cursors.text), soft_wrap=False, id="text")
         self.cursors = cursors
@@ -63,6 +82,8 @@ class SharedTextArea(TextArea):
         )
         self.undo_manager.include_origin(LOCAL)
         self.remote: list[RemoteCursor] = []
+        # Rows where remote cursors were drawn; a remote change of several rows redraws all.
+        self._drawn_rows: set[tuple[int, int]] = set()
         self._applying = False  # applying a remote change: not ours to send
         self._anchor = cursors.sticky(0)
         self._head = cursors.sticky(0)
@@ -82,12 +103,14 @@ class SharedTextArea(TextArea):
         top, bottom = sorted((edit.from_location, edit.to_location))
         start = self.document.get_index_from_location(top)
         end = self.document.get_index_from_location(bottom)
-        result = super().edit(edit)
+        # The Yjs edit before the widget's: the send it queues then runs before the messages
+        # Textual's edit queues for other widgets (it still waits for the end of this tick).
         with self.cursors.doc.transaction(origin=LOCAL):
             if end > start:
                 del self.ytext[start:end]
             if edit.text:
                 self.ytext.insert(start, edit.text)
+        result = super().edit(edit)
         # The caret moved with the edit: tell the room in the same tick, so the edit and the
         # cursor leave together, not the cursor one batching window later.
         self.publish_cursor()
@@ -136,20 +159,38 @@ class SharedTextArea(TextArea):
         txn = event.transaction
         anchor, head = self._anchor.get_index(txn), self._head.get_index(txn)
         location = self.document.get_location_from_index
-        self.selection = Selection(location(anchor), location(head))
+        selection = Selection(location(anchor), location(head))
+        if selection != self.selection:  # setting it scrolls and redraws, even to itself
+            self.selection = selection
         self.call_later(self.refresh_remote)  # remote cursors moved too (read after commit)
 
     def _replace(self, text: str, start: int, end: int) -> None:
         location = self.document.get_location_from_index
-        self.edit(Edit(text, location(start), location(end), maintain_selection_offset=True))
+        self.edit(_RemoteEdit(text, location(start), location(end), maintain_selection_offset=True))
 
     # -- remote cursors --------------------------------------------------------------------
 
     def refresh_remote(self) -> None:
+        """Redraw the rows where remote cursors were and where they are now, if any moved (a
+        whole redraw costs milliseconds, and others' cursors move with every keystroke)."""
         remote = self.cursors.remote_cursors()
-        if remote != self.remote:  # a redraw costs milliseconds: only when something moved
-            self.remote = remote
-            self.refresh()
+        if remote == self.remote:
+            return
+        rows = self._remote_rows(remote)
+        for low, high in self._drawn_rows | rows:
+            self.refresh_lines(low, high - low + 1)
+        self.remote, self._drawn_rows = remote, rows
+
+    def _remote_rows(self, remote: list[RemoteCursor]) -> set[tuple[int, int]]:
+        """The first and last row of each cursor's selection (its caret's row: its label)."""
+        location = self.document.get_location_from_index
+        rows: set[tuple[int, int]] = set()
+        for cursor in remote:
+            if cursor.head is not None:
+                anchor = cursor.head if cursor.anchor is None else cursor.anchor
+                low, high = sorted((location(anchor)[0], location(cursor.head)[0]))
+                rows.add((low, high))
+        return rows
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
@@ -189,6 +230,20 @@ class SharedTextArea(TextArea):
     def _x(self, line: str, column: int) -> int:
         """The widget cell of a column of a line (no soft wrap: a line is a row)."""
         return self.gutter_width + cell_len(line[:column]) - self.scroll_offset.x
+
+
+class _RemoteEdit(Edit):
+    """A remote change: the widget's selection stays as it is until the whole delta is in
+    (the sticky indices then say where it goes), and the column kept for up and down
+    movement stays the user's. Textual's own ``after`` sets the selection, which scrolls
+    and redraws: most of a remote keystroke's cost in the widget."""
+
+    def after(self, text_area: TextArea) -> None:
+        row, result = self.top[0], self._edit_result  # the result: do()'s, which came first
+        if result is not None and self.bottom[0] == row == result.end_location[0]:
+            text_area.refresh_lines(row)  # within one row: only that row changed
+        else:
+            text_area.refresh()  # rows came or went: every row below moved
 
 
 def _paint(strip: Strip, start: int, end: int, style: Style) -> Strip:
@@ -232,6 +287,7 @@ class EditorApp(App[None]):
         self.cursors.set_user(name, color_for(name))
         self.editor = SharedTextArea(self.cursors, capture_timeout_millis=capture_timeout_millis)
         self._events = peer.events()
+        self._status = ""
 
     def compose(self) -> ComposeResult:
         yield self.editor
@@ -255,13 +311,16 @@ class EditorApp(App[None]):
 
     def status(self) -> str:
         """``linked | alice (you) · bob · carol | 2 peers``: the state, then who is here."""
-        others = [cursor.name for cursor in self.cursors.remote_cursors()]
+        others = [cursor.name for cursor in self.editor.remote]
         count = len(self.peer.peers)
         who = " · ".join([f"{self.user} (you)", *others])
         return f"{self.peer.connection.value} | {who} | {count} peer{'s' * (count != 1)}"
 
     def update_status(self) -> None:
-        self.query_one("#status", Static).update(self.status())
+        status = self.status()
+        if status != self._status:  # an update lays the whole screen out again
+            self._status = status
+            self.query_one("#status", Static).update(status)
 
 
 async def run(args: argparse.Namespace) -> None:

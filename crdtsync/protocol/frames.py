@@ -19,8 +19,6 @@ from crdtsync.errors import LocalProtocolError, ProtocolError
 from crdtsync.protocol.ymessages import SyncType, parse_awareness_message, parse_sync_message
 
 __all__ = [
-    "CAPABILITY_BATCH",
-    "CAPABILITY_WORKSPACE",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_CAPABILITIES",
@@ -51,12 +49,10 @@ __all__ = [
     "split_frame",
 ]
 
-PROTOCOL_VERSION = 1
-# Said in HELLO by peers that answer a document they do not sync with ABSENT (a workspace
-# of many documents); a link to a peer without it carries its documents as before.
-CAPABILITY_WORKSPACE = "workspace"
-# Said in HELLO by peers that read several frames back to back in one transport message.
-CAPABILITY_BATCH = "batch"
+# 2: a workspace of documents over one link (ABSENT), frames back to back in one transport
+# message, updates naming their sources (RELAY, RESYNC). A peer of version 1 is refused at
+# HELLO, which travels alone so that it can read the refusal.
+PROTOCOL_VERSION = 2
 
 
 class FrameKind(IntEnum):
@@ -512,8 +508,8 @@ def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -
 
 
 def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> list[Frame]:
-    """Decode one transport message holding one frame or several back to back (from a peer
-    that said ``CAPABILITY_BATCH``), in order; ProtocolError as :func:`decode_frame`."""
+    """Decode one transport message holding one frame or several back to back, in order;
+    ProtocolError as :func:`decode_frame`."""
     _check_message(data, max_frame_size)
     unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_unpack_limits(max_frame_size))
     unpacker.feed(data)
@@ -533,6 +529,8 @@ def batch_messages(encoded: list[bytes], max_message_size: int) -> list[bytes]:
     """Encoded frames (each at most ``max_message_size``) put back to back into as few
     transport messages as fit, in order: a sync of a thousand documents then costs a few
     dozen messages, not thousands (each costs the SCTP stack far more than its bytes)."""
+    if len(encoded) < 2:
+        return encoded
     messages: list[bytes] = []
     pending: list[bytes] = []
     size = 0

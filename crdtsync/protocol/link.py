@@ -27,8 +27,6 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
-    CAPABILITY_BATCH,
-    CAPABILITY_WORKSPACE,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_LINK_IDS,
@@ -171,7 +169,7 @@ class LinkProtocol:
         self.close_reason = ""
         self.round_trip_time: float | None = None
         self._ping_sent: tuple[int, float] | None = None  # the last PING's nonce and time
-        self._capabilities = capabilities | {CAPABILITY_WORKSPACE, CAPABILITY_BATCH}
+        self._capabilities = capabilities
         self._sessions = {
             doc_id: SyncSession(doc, origin=self) for doc_id, doc in documents.items()
         }
@@ -186,6 +184,7 @@ class LinkProtocol:
         self._next_message_id = 0
         self._next_nonce = 0
         self._started = False
+        self._hello_queued = False  # our HELLO waits in the outgoing queue
         self._last_received = 0.0
         self._next_ping = 0.0
         self._hello_deadline = 0.0
@@ -212,6 +211,7 @@ class LinkProtocol:
         self._next_ping = now + self.settings.heartbeat_interval
         self._hello_deadline = now + self.settings.hello_timeout
         self._send(Hello(peer_id=self.local_id, capabilities=self._capabilities))
+        self._hello_queued = True
         # Step 1 goes out right behind HELLO: the link is ordered, so the remote reads HELLO
         # first, and the sync saves a round trip.
         for doc_id in self._sessions if sync else ():
@@ -373,11 +373,12 @@ class LinkProtocol:
 
     def data_to_send(self) -> list[bytes]:
         """Transport messages to write, in order (each at most ``max_message_size`` bytes);
-        frames queued together travel together to a peer that reads batches."""
+        frames queued together travel back to back in as few messages as fit."""
         outgoing, self._outgoing = self._outgoing, []
-        if len(outgoing) > 1 and CAPABILITY_BATCH in self.remote_capabilities:
-            return batch_messages(outgoing, self.settings.max_message_size)
-        return outgoing
+        if self._hello_queued:  # alone, so that a peer of another version can refuse it
+            self._hello_queued = False
+            return outgoing[:1] + batch_messages(outgoing[1:], self.settings.max_message_size)
+        return batch_messages(outgoing, self.settings.max_message_size)
 
     def events_received(self) -> list[Event]:
         """Events since the last call, in order."""
@@ -425,7 +426,7 @@ class LinkProtocol:
         return doc_id in self._absent
 
     def _say_absent(self, doc_id: str) -> None:
-        if self.state is LinkState.OPEN and CAPABILITY_WORKSPACE in self.remote_capabilities:
+        if self.state is LinkState.OPEN:
             self._send(Absent(doc_id))
 
     def _send(self, frame: Frame) -> None:

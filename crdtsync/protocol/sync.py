@@ -139,6 +139,11 @@ class SyncSession:
             except (ProtocolError, ValueError) as exc:
                 raise ProtocolError(f"sync: step 1 holds a malformed state vector: {exc}") from exc
             replies = [sync_step2(missing)]
+            if self.state is SyncState.NEW and not theirs:
+                # The remote holds nothing (no structs, so no deletions either): we hold all
+                # it has already. A newcomer's empty documents cost one message, not three.
+                self.state = SyncState.SYNCED
+                return replies, True
             if self.state is SyncState.NEW and self._holds_all(theirs):
                 replies += self.start()  # the remote has no content we lack: no use waiting
             return replies, False

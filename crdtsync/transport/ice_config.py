@@ -20,7 +20,7 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from crdtsync.errors import ConfigError
 from crdtsync.protocol.signaling import TurnCredentials
-from crdtsync.transport import ice_pacing, turn_close
+from crdtsync.transport import ice_pacing, sctp_timers, turn_close
 
 __all__ = [
     "ICE_TRANSPORT_POLICIES",
@@ -125,14 +125,16 @@ def ice_configuration(
     transport policy; ConfigError for what aiortc would ignore (``checked_ice_servers``).
 
     Every connection of ours is built with one, so this is also where ICE checks get paced
-    at 5 ms instead of aioice's 20 ms (``ice_pacing``), and where closing a TURN allocation
-    gets a deadline (``turn_close``)."""
+    at 5 ms instead of aioice's 20 ms (``ice_pacing``), where closing a TURN allocation
+    gets a deadline (``turn_close``), and where a lost SCTP packet is resent after 0.4 s
+    rather than 1 s, as libwebrtc does (``sctp_timers``)."""
     if policy not in ICE_TRANSPORT_POLICIES:
         raise ConfigError(
             f"ice_transport_policy must be one of {sorted(ICE_TRANSPORT_POLICIES)} (got {policy!r})"
         )
     ice_pacing.install()
     turn_close.install()
+    sctp_timers.install()
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(s.url, s.username, s.credential) for s in checked_ice_servers(servers)

@@ -167,3 +167,57 @@ async def test_with_a_store_edits_made_alone_are_kept_and_merge(
                 await until(pilot, lambda: text_of(bob) == app.editor.text, "the merge")
                 assert "bob meanwhile. " in app.editor.text
                 assert "written alone" in app.editor.text
+
+
+async def test_a_remote_edit_is_drawn_and_leaves_the_caret_alone(
+    editor: ModuleType, room: tuple[Peer, Peer]
+) -> None:
+    alice, bob = room
+    insert(bob, 0, "one\na longer line\nthree")
+    app = editor.EditorApp(alice, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.editor.text.endswith("three"), "bob's text")
+        await pilot.press("up", "end")  # the caret at the end of the longest line
+        await until(pilot, lambda: "one" in screen_text(app), "the text drawn")
+        text = bob.doc().get("text", type=pycrdt.Text)
+        with bob.doc().transaction():  # a change that leaves every row as wide as it was
+            del text[1:2]
+            text.insert(1, "X")
+        await until(pilot, lambda: "oXe" in screen_text(app), "bob's change drawn")
+        assert app.editor.cursor_location == (1, len("a longer line"))
+        insert(bob, 0, "zero\n")  # rows move: all of them are drawn again
+        await until(pilot, lambda: "zero" in screen_text(app), "bob's new row drawn")
+        assert app.editor.cursor_location == (2, len("a longer line"))
+
+
+def screen_text(app: Any) -> str:
+    """What the screen shows now, as Textual would draw it (an SVG of its cells)."""
+    return str(app.export_screenshot()).replace("&#160;", " ")
+
+
+async def test_scrollbars_follow_the_text_others_write(
+    editor: ModuleType, room: tuple[Peer, Peer]
+) -> None:
+    """The widget lays the screen out for a new text size only while a scrollbar shows: the
+    scrollbar still follows every change, and appears and goes when it should."""
+    alice, bob = room
+    app = editor.EditorApp(alice, "alice")
+    area = app.editor
+    async with app.run_test(size=SIZE) as pilot:
+        insert(bob, 0, "a short line")
+        await until(pilot, lambda: area.text == "a short line", "bob's line")
+        assert not area.show_vertical_scrollbar
+        insert(bob, 0, "".join(f"line {n}\n" for n in range(30)))
+        await until(pilot, lambda: area.show_vertical_scrollbar, "a vertical scrollbar")
+        await until(
+            pilot, lambda: area.vertical_scrollbar.window_virtual_size == 31, "its length, 31"
+        )
+        insert(bob, 0, "".join(f"more {n}\n" for n in range(10)))
+        await until(
+            pilot, lambda: area.vertical_scrollbar.window_virtual_size == 41, "its length, 41"
+        )
+        text = bob.doc().get("text", type=pycrdt.Text)
+        del text[: len(text) - len("a short line")]
+        await until(pilot, lambda: not area.show_vertical_scrollbar, "no scrollbar")
+        assert area.scroll_offset.y == 0
+        assert "a short line" in screen_text(app)

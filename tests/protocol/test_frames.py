@@ -276,13 +276,13 @@ def test_every_proper_prefix_of_a_frame_is_refused(frame: Frame) -> None:
 
 GOOD_SYNC = sync_step1(b"\x00")
 BAD_FRAMES: list[tuple[Frame, bytes, str]] = [
-    (Hello(""), packed(0, "", {"v": 1, "id": "", "caps": []}), "HELLO peer id is empty"),
-    (Hello("p" * 129), packed(0, "", {"v": 1, "id": "p" * 129, "caps": []}), "129 chars"),
-    (Hello("a", version=2), packed(0, "", {"v": 2, "id": "a", "caps": []}), "version 2 .* 1"),
+    (Hello(""), packed(0, "", {"v": 2, "id": "", "caps": []}), "HELLO peer id is empty"),
+    (Hello("p" * 129), packed(0, "", {"v": 2, "id": "p" * 129, "caps": []}), "129 chars"),
+    (Hello("a", version=1), packed(0, "", {"v": 1, "id": "a", "caps": []}), "version 1 .* 2"),
     (Hello("a", version=True), packed(0, "", {"v": True, "id": "a", "caps": []}), "got bool"),
     (
         Hello("a", capabilities=frozenset(str(i) for i in range(65))),
-        packed(0, "", {"v": 1, "id": "a", "caps": [str(i) for i in range(65)]}),
+        packed(0, "", {"v": 2, "id": "a", "caps": [str(i) for i in range(65)]}),
         "65 capabilities exceed the limit of 64",
     ),
     (Sync("d" * 257, GOOD_SYNC), packed(1, "d" * 257, GOOD_SYNC), "257 chars"),
@@ -334,9 +334,9 @@ def test_bad_frames_are_refused_both_ways(frame: Frame, wire: bytes, match: str)
 
 
 def test_unsupported_version_names_both_and_closes_with_1003() -> None:
-    with pytest.raises(ProtocolError, match="HELLO version 2 is not supported") as info:
-        decode_frame(packed(0, "", {"v": 2, "id": "a", "caps": [], "future": 1}))
-    assert "version 1" in str(info.value)
+    with pytest.raises(ProtocolError, match="HELLO version 3 is not supported") as info:
+        decode_frame(packed(0, "", {"v": 3, "id": "a", "caps": [], "future": 1}))
+    assert "version 2" in str(info.value)
     assert info.value.close_code == CloseCode.UNSUPPORTED_VERSION
 
 
@@ -357,9 +357,9 @@ def test_unsupported_version_names_both_and_closes_with_1003() -> None:
         (packed(3, "", 1.0), "nonce must be an int \\(got float\\)"),
         (packed(0, "", ["a"]), "HELLO body must be a map"),
         (packed(0, "", {"id": "a", "caps": []}), "lacks the version"),
-        (packed(0, "", {"v": 1, "id": "a", "caps": [], "x": 0}), "has keys"),
-        (packed(0, "", {"v": 1, "id": "a", "caps": ["x", "x"]}), "more than once"),
-        (packed(0, "", {"v": 1, "id": "a", "caps": "x"}), "must be an array"),
+        (packed(0, "", {"v": 2, "id": "a", "caps": [], "x": 0}), "has keys"),
+        (packed(0, "", {"v": 2, "id": "a", "caps": ["x", "x"]}), "more than once"),
+        (packed(0, "", {"v": 2, "id": "a", "caps": "x"}), "must be an array"),
         (packed(5, "", [1, 0, 2]), "must be an array of 4"),
         (packed(7, "", ["a", "a"]), "more than once"),
         (packed(7, "", [1]), "must be a str"),

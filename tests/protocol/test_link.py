@@ -17,8 +17,6 @@ from crdtsync.protocol.events import (
     SyncCompleted,
 )
 from crdtsync.protocol.frames import (
-    CAPABILITY_BATCH,
-    CAPABILITY_WORKSPACE,
     Bye,
     CloseCode,
     Hello,
@@ -28,6 +26,7 @@ from crdtsync.protocol.frames import (
     Resync,
     Sync,
     decode_frame,
+    decode_frames,
     encode_frame,
 )
 from crdtsync.protocol.link import Arrival, LinkProtocol, LinkSettings, LinkState
@@ -81,7 +80,7 @@ def test_handshake_and_initial_sync() -> None:
     assert a.state is b.state is LinkState.OPEN
     assert a.synced
     assert b.synced
-    caps = frozenset({CAPABILITY_BATCH, CAPABILITY_WORKSPACE})
+    caps: frozenset[str] = frozenset()
     assert a.events_received() == [HelloReceived("bob", caps), SyncCompleted("doc")]
     assert b.events_received() == [HelloReceived("alice", caps), SyncCompleted("doc")]
     assert doc_version(doc_a) == doc_version(doc_b)
@@ -224,7 +223,7 @@ def closes_with(link: LinkProtocol, code: int) -> LinkClosed:
     assert closed.code == code
     assert not closed.by_remote
     assert link.state is LinkState.CLOSED
-    bye = decode_frame(link.data_to_send()[-1])
+    bye = decode_frames(link.data_to_send()[-1])[-1]
     assert isinstance(bye, Bye)
     assert bye.code == code
     return closed

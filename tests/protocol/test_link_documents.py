@@ -148,19 +148,17 @@ def test_adding_a_carried_document_or_refusing_one_is_a_local_error() -> None:
         a.link.refuse_document("x")
 
 
-@pytest.mark.parametrize(("capabilities", "messages"), [(frozenset(), 3), ({"batch"}, 1)])
-def test_frames_queued_together_travel_together_to_a_peer_that_reads_batches(
-    capabilities: frozenset[str], messages: int
-) -> None:
-    end = End("alice", "bob", {"x": text_doc()})
+def test_hello_travels_alone_and_frames_queued_together_travel_together() -> None:
+    end = End("alice", "bob", {"x": text_doc("x"), "y": text_doc("y")})
     end.link.start(0.0)
-    end.link.data_to_send()
-    end.link.receive_data(encode_frame(Hello("bob", capabilities=frozenset(capabilities))), 0.0)
+    hello, *steps = end.link.data_to_send()
+    assert decode_frames(hello) == [Hello("alice")]  # a peer of another version reads it
+    assert [len(decode_frames(message)) for message in steps] == [2]
+    end.link.receive_data(encode_frame(Hello("bob")), 0.0)
     for word in ("a", "b", "c"):
         end.link.send_update("x", update_of(word))
-    sent = end.link.data_to_send()
-    assert len(sent) == messages
-    assert len([frame for message in sent for frame in decode_frames(message)]) == 3
+    (message,) = end.link.data_to_send()
+    assert len(decode_frames(message)) == 3
 
 
 def update_of(content: str) -> bytes:

@@ -144,7 +144,7 @@ def test_every_state_and_input_pair(state: SyncState, event: SyncInput) -> None:
         session.receive_message(REMOTE_INPUTS[event])
         expected = SyncState.SYNCED if event is SyncInput.STEP2 else state
         if (state, event) == (SyncState.NEW, SyncInput.STEP1):
-            expected = SyncState.AWAITING_STEP2  # an empty remote: no use holding back
+            expected = SyncState.SYNCED  # an empty remote: it holds nothing we lack
         assert session.state is expected
     else:
         with pytest.raises(ProtocolError, match=f"{event.value} is not allowed in state 'new'"):
@@ -171,8 +171,23 @@ def test_a_session_not_started_answers_step1_and_takes_updates() -> None:
 
 
 def test_a_session_held_back_starts_once_the_remote_has_nothing_it_lacks() -> None:
-    session = SyncSession(Replica(pycrdt.Doc()), origin="x")
-    replies, done = session.receive_message(sync_step1(pycrdt.Doc().get_state()))
+    ours: pycrdt.Doc[Any] = pycrdt.Doc()
+    ours.get("text", type=pycrdt.Text).insert(0, "ours and more")
+    theirs: pycrdt.Doc[Any] = pycrdt.Doc()
+    theirs.apply_update(ours.get_update())  # a remote that holds part of what we hold
+    ours.get("text", type=pycrdt.Text).insert(0, "!")
+    session = SyncSession(Replica(ours), origin="x")
+    replies, done = session.receive_message(sync_step1(theirs.get_state()))
     assert [parse_sync_message(reply)[0] for reply in replies] == [SyncType.STEP2, SyncType.STEP1]
     assert session.state is SyncState.AWAITING_STEP2
     assert not done
+
+
+def test_a_session_with_an_empty_remote_is_synced_by_its_step1() -> None:
+    """A remote whose state vector is empty holds no structs, hence no deletions: nothing to
+    fetch from it, so the session is synced without a step 1 of ours."""
+    session = SyncSession(Replica(pycrdt.Doc()), origin="x")
+    replies, done = session.receive_message(sync_step1(pycrdt.Doc().get_state()))
+    assert [parse_sync_message(reply)[0] for reply in replies] == [SyncType.STEP2]
+    assert session.state is SyncState.SYNCED
+    assert done
