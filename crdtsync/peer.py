@@ -34,6 +34,8 @@ from crdtsync.protocol.ywebrtc_link import YWebrtcLinkProtocol
 from crdtsync.replica import Replica
 from crdtsync.signaling.identity import Identity
 from crdtsync.store import Store, StoreSettings
+from crdtsync.subdoc_loader import SubdocLoader
+from crdtsync.subdocs import is_subdoc_id
 from crdtsync.transport.base import Connector
 from crdtsync.transport.ice_config import IceServer, IceTransportPolicy
 from crdtsync.transport.memory import SimNetwork
@@ -172,8 +174,12 @@ class Peer:
         )
         self._workspace = self._mesh.workspace
         self._workspace.on_presence = self._events.watch_presence
+        # A pycrdt Doc inside an open document is a document of its own (Yjs's subdocuments),
+        # opened with its parent; a y-webrtc room syncs one document, its subdocuments not.
+        self._subdocs = SubdocLoader(self._open_subdoc, self._close)
         if doc is not None:
             self._workspace.open_document(Replica(doc, doc_id=DEFAULT_DOC_ID, store=self._store))
+            self._track_subdocs(DEFAULT_DOC_ID, doc)
         if isinstance(self._connector, WebRTCConnector | YWebrtcConnector):
             self._connector.signaling.on_connection_changed = self._events.signaling_changed
         self._started = False
@@ -225,6 +231,10 @@ class Peer:
         :meth:`start`). It is loaded from the store first, if there is one; opening an
         open document returns it."""
         check_doc_id(doc_id)
+        if is_subdoc_id(doc_id):
+            raise ConfigError(
+                f"{doc_id!r} names a subdocument: it opens with the document that holds it"
+            )
         if self._dialect == "y-webrtc" and doc_id != DEFAULT_DOC_ID:
             raise ConfigError(
                 f"a y-webrtc room is one document ({DEFAULT_DOC_ID!r}), not {doc_id!r}"
@@ -237,6 +247,7 @@ class Peer:
             self._workspace.open_document(replica)
         elif doc is not None and doc is not replica.doc:
             raise ConfigError(f"document {doc_id!r} is open here already, with another Doc")
+        self._track_subdocs(doc_id, replica.doc)
         if self._started:
             await self._mesh.wait_until(
                 lambda: self._workspace.settled(doc_id),
@@ -248,11 +259,16 @@ class Peer:
 
     async def close_document(self, doc_id: str) -> None:
         """Stop syncing an open document (its pending edits go out first); the ``Doc`` stays
-        usable. With a store, remote peers may still sync it with us (from the store)."""
+        usable. With a store, remote peers may still sync it with us (from the store). Its
+        subdocuments close with it."""
         self._open_replica(doc_id)
-        stored = self._store is not None and doc_id in self._store.documents()
-        self._workspace.close_document(doc_id, still_served=stored)
-        self._events.unwatch_presence(doc_id)
+        if is_subdoc_id(doc_id):
+            raise ConfigError(
+                f"{doc_id!r} is a subdocument: it closes when it leaves the document that "
+                "holds it, or when that document closes"
+            )
+        self._subdocs.untrack(doc_id)
+        self._close(doc_id)
 
     @property
     def synced(self) -> bool:
@@ -307,6 +323,7 @@ class Peer:
             raise LocalProtocolError(f"peer {self.id} already started")
         self._started = True
         await self._mesh.start()
+        self._subdocs.drain()
 
     async def flush(self) -> None:
         """Return once every edit made so far is in the store (and on its way to peers)."""
@@ -317,6 +334,7 @@ class Peer:
     async def aclose(self) -> None:
         """Send pending updates, say goodbye, leave the room; idempotent. The documents stay
         usable."""
+        self._subdocs.close()
         await self._mesh.aclose()
         self._events.close()
         if self._store is not None:
@@ -351,6 +369,23 @@ class Peer:
         Raises SyncTimeoutError naming ``what`` after ``timeout`` seconds.
         """
         await self._mesh.wait_until(predicate, timeout=timeout, what=what)
+
+    def _track_subdocs(self, doc_id: str, doc: pycrdt.Doc[Any]) -> None:
+        if self._dialect != "y-webrtc":
+            self._subdocs.track(doc_id, doc)
+
+    def _open_subdoc(self, doc_id: str, doc: pycrdt.Doc[Any]) -> None:
+        """Sync a subdocument with ``doc``, the instance its parent holds here."""
+        if self._workspace.replica(doc_id) is not None:
+            # Served from the store for a remote until now, with a Doc of its own: ours
+            # takes over (it loads the same stored history).
+            self._workspace.close_document(doc_id, still_served=True)
+        self._workspace.open_document(Replica(doc, doc_id=doc_id, store=self._store))
+
+    def _close(self, doc_id: str) -> None:
+        stored = self._store is not None and doc_id in self._store.documents()
+        self._workspace.close_document(doc_id, still_served=stored)
+        self._events.unwatch_presence(doc_id)
 
     def _open_replica(self, doc_id: str) -> Replica:
         replica = (
