@@ -72,6 +72,9 @@ class SharedTextArea(TextArea):
         self.scroll_x = self.validate_scroll_x(self.scroll_x)
         self.scroll_y = self.validate_scroll_y(self.scroll_y)
 
+    # Until __init__ is done, selection changes are Textual's setting up: none to keep.
+    _applying = True
+
     def __init__(self, cursors: TextCursors, *, capture_timeout_millis: int = 500) -> None:
         super().__init__(str(cursors.text), soft_wrap=False, id="text")
         self.cursors = cursors
@@ -122,14 +125,23 @@ class SharedTextArea(TextArea):
     def action_redo(self) -> None:
         self.undo_manager.redo()
 
+    def watch_selection(self, selection: Selection) -> None:
+        """Keep our selection as sticky indices the moment it moves (Textual calls this as the
+        selection is set). Not at SelectionChanged: that message waits in the queue, and a
+        remote change applied before it is handled put the caret back where it was, so that
+        what was typed next landed there."""
+        if not self._applying:
+            anchor = self.document.get_index_from_location(selection.start)
+            head = self.document.get_index_from_location(selection.end)
+            self._anchor, self._head = self.cursors.sticky(anchor), self.cursors.sticky(head)
+
     def on_text_area_selection_changed(self, message: TextArea.SelectionChanged) -> None:
         self.publish_cursor()
 
     def publish_cursor(self) -> None:
-        """Keep our selection as sticky indices, and tell the room where it is."""
+        """Tell the room where our selection is."""
         anchor = self.document.get_index_from_location(self.selection.start)
         head = self.document.get_index_from_location(self.selection.end)
-        self._anchor, self._head = self.cursors.sticky(anchor), self.cursors.sticky(head)
         cursor = (
             self.cursors.relative_position(anchor),
             self.cursors.relative_position(head),
@@ -154,14 +166,16 @@ class SharedTextArea(TextArea):
                 elif "insert" in change:
                     self._replace(change["insert"], index, index)
                     index += len(change["insert"])
+            # Our sticky indices moved with their characters: the caret goes where they are
+            # (they stay as they are: new ones cannot be made inside pycrdt's observer).
+            txn = event.transaction
+            anchor, head = self._anchor.get_index(txn), self._head.get_index(txn)
+            location = self.document.get_location_from_index
+            selection = Selection(location(anchor), location(head))
+            if selection != self.selection:  # setting it scrolls and redraws, even to itself
+                self.selection = selection
         finally:
             self._applying = False
-        txn = event.transaction
-        anchor, head = self._anchor.get_index(txn), self._head.get_index(txn)
-        location = self.document.get_location_from_index
-        selection = Selection(location(anchor), location(head))
-        if selection != self.selection:  # setting it scrolls and redraws, even to itself
-            self.selection = selection
         self.call_later(self.refresh_remote)  # remote cursors moved too (read after commit)
 
     def _replace(self, text: str, start: int, end: int) -> None:

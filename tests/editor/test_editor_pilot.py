@@ -10,6 +10,7 @@ from typing import Any
 import pycrdt
 from editor_harness import until
 from textual.color import Color
+from textual.widgets.text_area import Selection
 
 from crdtsync import Peer
 from crdtsync.cursors import TextCursors
@@ -221,3 +222,20 @@ async def test_scrollbars_follow_the_text_others_write(
         await until(pilot, lambda: not area.show_vertical_scrollbar, "no scrollbar")
         assert area.scroll_offset.y == 0
         assert "a short line" in screen_text(app)
+
+
+async def test_a_remote_edit_right_after_the_caret_moved_keeps_the_move(
+    editor: ModuleType, room: tuple[Peer, Peer]
+) -> None:
+    alice, bob = room
+    app = editor.EditorApp(alice, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"alpha", "left", "left", "left")
+        await until(pilot, lambda: text_of(bob) == "alpha", "alice's text at bob")
+        await pilot.pause()  # the caret's SelectionChanged handled: it is at 2
+        app.editor.selection = Selection.cursor((0, 5))  # End; its message not handled yet
+        insert(bob, 0, ">")  # bob's edit lands here before that message is
+        alice.doc().apply_update(bob.doc().get_update(alice.doc().get_state()))
+        assert app.editor.cursor_location == (0, 6)  # after "alpha", as it was moved
+        await pilot.press("!")
+        await until(pilot, lambda: text_of(bob) == ">alpha!", "the ! where the caret is")
