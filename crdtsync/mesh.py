@@ -327,7 +327,9 @@ class Mesh:
             lost = conn.neighbors - event.peer_ids
             conn.neighbors = event.peer_ids
             if lost:
-                self._request_resyncs(f"{remote} lost its link with {', '.join(sorted(lost))}")
+                self._outbox.request_resyncs(
+                    f"{remote} lost its link with {', '.join(sorted(lost))}"
+                )
         elif isinstance(event, LinkClosed):
             self._forget(conn, event)
         else:
@@ -357,23 +359,9 @@ class Mesh:
             return  # the link that replaces it syncs in full
         if conn.protocol.remote_id is not None:
             self.workspace.resync_lost(conn)
-            self._request_resyncs(f"the link with {remote} is lost")
+            self._outbox.request_resyncs(f"the link with {remote} is lost")
             self._announce_links()
         self._dialing.lost(remote, event, self._now())
-
-    def _request_resyncs(self, why: str) -> None:
-        """Ask the links we kept an update from to pull from us: we relayed on neighbour
-        lists that named a link now lost, and their peer may have counted on it. A link
-        asked since it last missed an update pulls after that update, so it is left out."""
-        skipped = [conn for conn in self._conns.values() if conn.skipped]
-        if skipped:
-            logger.debug("> %s asks %d links to resync: %s", self.local_id, len(skipped), why)
-        for conn in skipped:
-            doc_ids, conn.skipped = conn.skipped, set()
-            for doc_id in doc_ids:
-                if conn.protocol.carries(doc_id):
-                    conn.protocol.request_resync(doc_id)
-            self._pump(conn)
 
     def _announce_links_soon(self) -> None:
         """Announce new links after ANNOUNCE_DELAY: a forming mesh opens links in a burst,

@@ -92,6 +92,20 @@ class MeshOutbox:
             )
             conn.protocol.send_update(doc_id, update, held_sources.get(doc_id))
 
+    def request_resyncs(self, why: str) -> None:
+        """Ask the links we kept an update from to pull from us: we relayed on neighbour
+        lists that named a link now lost, and their peer may have counted on it. A link
+        asked since it last missed an update pulls after that update, so it is left out."""
+        skipped = [conn for conn in self._conns.values() if conn.skipped]
+        if skipped:
+            logger.debug("> %s asks %d links to resync: %s", self._local_id, len(skipped), why)
+        for conn in skipped:
+            doc_ids, conn.skipped = conn.skipped, set()
+            for doc_id in doc_ids:
+                if conn.protocol.carries(doc_id):
+                    conn.protocol.request_resync(doc_id)
+            self._pump(conn)
+
     @property
     def _sending(self) -> bool:
         return self._loop is not None and not self._closed
@@ -172,7 +186,7 @@ class MeshOutbox:
             if remote in targets:
                 yield remote, conn
             elif remote != arrival:
-                conn.skipped.add(doc_id)  # a peer may count on it: see Mesh._request_resyncs
+                conn.skipped.add(doc_id)  # a peer may count on it: see request_resyncs
 
     def _presence_targets(
         self, origin: object | None, doc_id: str

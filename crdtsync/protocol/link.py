@@ -16,6 +16,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.budget import TokenBucket
+from crdtsync.protocol.chunks import Reassembler, batch_messages, split_frame
 from crdtsync.protocol.events import (
     AwarenessReceived,
     DocumentAbsent,
@@ -40,15 +41,12 @@ from crdtsync.protocol.frames import (
     Links,
     Ping,
     Pong,
-    Reassembler,
     Relay,
     Resync,
     Sync,
-    batch_messages,
     decode_frame,
     decode_frames,
     encode_frame,
-    split_frame,
 )
 from crdtsync.protocol.relay import Sources
 from crdtsync.protocol.sync import DocumentAccess, SyncSession, SyncState

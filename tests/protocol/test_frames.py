@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdtsync.errors import LocalProtocolError, ProtocolError
+from crdtsync.protocol.chunks import Reassembler, batch_messages, split_frame
 from crdtsync.protocol.frames import (
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_CAPABILITIES,
@@ -30,15 +31,12 @@ from crdtsync.protocol.frames import (
     Links,
     Ping,
     Pong,
-    Reassembler,
     Relay,
     Resync,
     Sync,
-    batch_messages,
     decode_frame,
     decode_frames,
     encode_frame,
-    split_frame,
 )
 from crdtsync.protocol.ymessages import (
     SyncType,
