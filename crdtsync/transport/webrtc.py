@@ -13,6 +13,7 @@ Which STUN/TURN servers and transport policy a connection gets is ``ice_config.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -134,10 +135,11 @@ class WebRTCLink(Link):
             await self._drained()
         # Also when the remote closed first: aiortc then closes the connection in a task of
         # its own, which nobody awaits (deleting a TURN allocation makes it last a round
-        # trip); its close() is idempotent and waits for that one. Shielded: a second
-        # close() awaits the first one's future, and cancelling us would cancel that future,
-        # so the first would fail setting it (InvalidStateError, in a task nobody awaits).
-        await asyncio.shield(self.connection.close())
+        # trip); its close() is idempotent and waits for that one. A second close() awaits
+        # the first one's future, so a second one cancelled cancels that future, and the
+        # first then fails setting it, its very last step (the connection is closed).
+        with contextlib.suppress(asyncio.InvalidStateError):
+            await self.connection.close()
 
     async def _drained(self) -> None:
         """Wait (briefly) until aiortc has handed everything queued to SCTP. Closing first
