@@ -50,6 +50,7 @@ class SubdocLoader:
         self._open_document = open_document
         self._close_document = close_document
         self._trackers: dict[str, SubdocTracker] = {}  # by the doc id of the tracked document
+        self._noted: dict[str, None] = {}  # tracked doc ids with news, oldest first
         self._owners: dict[str, str] = {}  # open subdocument's doc id -> tracked doc id
         self._handle: asyncio.Handle | None = None
         self._at_limit = False  # warned that max_open subdocuments are open
@@ -64,7 +65,8 @@ class SubdocLoader:
         """Open the subdocuments document ``doc_id`` holds, at once and from now on; a
         document tracked already stays as it is."""
         if doc_id not in self._trackers and not self._closed:
-            self._trackers[doc_id] = SubdocTracker(doc, on_change=self._schedule)
+            self._trackers[doc_id] = SubdocTracker(doc, on_change=lambda: self._note(doc_id))
+            self._noted[doc_id] = None
             self.drain()
 
     def drain(self) -> None:
@@ -73,7 +75,11 @@ class SubdocLoader:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        for doc_id, tracker in list(self._trackers.items()):
+        noted, self._noted = self._noted, {}  # only those with news: opening a thousand
+        for doc_id in noted:  # documents costs a thousand looks, not half a million
+            tracker = self._trackers.get(doc_id)
+            if tracker is None:
+                continue
             for event in tracker.events_received():
                 sub_id = subdoc_id(event.guid)  # the tracker reports valid guids only
                 if isinstance(event, SubdocAdded):
@@ -101,8 +107,9 @@ class SubdocLoader:
         self._trackers.clear()
         self._owners.clear()
 
-    def _schedule(self) -> None:
+    def _note(self, doc_id: str) -> None:
         """Inside pycrdt's commit: drain on the loop's next turn (or at ``drain()``)."""
+        self._noted[doc_id] = None
         if self._handle is None and not self._closed:
             try:
                 loop = asyncio.get_running_loop()

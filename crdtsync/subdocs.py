@@ -162,8 +162,17 @@ class SubdocTracker:
                 self.on_change()
 
         subscription = doc.observe_subdocs(noted)
+        # An empty document (one opened fresh, before its content arrives) holds nothing to
+        # look for: what arrives later says so itself. Looking would read its undeclared roots
+        # on scratch copies of it, once the content is in: twice its cost to apply.
+        empty = doc.get_state() == _EMPTY_STATE
         self._watched[guid] = _Watched(
-            doc, parent, subscription, added=None, replaced=set(), dirty=True
+            doc,
+            parent,
+            subscription,
+            added=set() if empty else None,
+            replaced=set(),
+            dirty=not empty,
         )
 
     def _look(self, guid: str) -> None:
@@ -203,6 +212,9 @@ class SubdocTracker:
         watched.doc.unobserve(watched.subscription)
         logger.debug("= subdocument %s removed from %s", guid, watched.parent)
         self._events.append(SubdocRemoved(guid, watched.parent))
+
+
+_EMPTY_STATE = b"\x00"  # the state vector of a document with no content
 
 
 def _direct_subdocs(doc: pycrdt.Doc[Any], added: set[str] | None) -> dict[str, pycrdt.Doc[Any]]:
