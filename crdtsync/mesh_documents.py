@@ -45,14 +45,8 @@ class MeshDocuments:
         self._pinned: set[str] = set()
         self._pinned_view: frozenset[str] | None = frozenset()  # None: to build again
 
-    def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._documents
-
     def __iter__(self) -> Iterator[MeshDocument]:
         return iter(list(self._documents.values()))
-
-    def __len__(self) -> int:
-        return len(self._documents)
 
     @property
     def pinned(self) -> frozenset[str]:

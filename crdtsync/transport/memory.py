@@ -52,11 +52,9 @@ class SimNetwork:
         self._crashed: set[str] = set()
         self._extra_latency: dict[str, float] = {}
         self._pipes: set[_Pipe] = set()
-        # What crossed the network, for tests and benchmarks (messages per edit, bytes,
-        # connections made).
+        # What crossed the network, for tests and benchmarks (messages per edit, bytes).
         self.messages_delivered = 0
         self.bytes_delivered = 0
-        self.links_opened = 0
         # Called with (sender id, receiver id, message) for every message delivered: a test
         # can check what a peer told whom.
         self.tap: Callable[[str, str, bytes], None] | None = None
@@ -211,7 +209,6 @@ class SimNetwork:
             self._forget(local_end)
             dialer.dial_failed(remote.local_id, "the remote went away while connecting")
             return
-        self.links_opened += 1
         remote_end.owner.opened(remote_end)
         local_end.owner.opened(local_end)
 
