@@ -383,15 +383,13 @@ class Peer:
         self._workspace.open_document(Replica(doc, doc_id=doc_id, store=self._store))
 
     def _close(self, doc_id: str) -> None:
-        stored = self._store is not None and doc_id in self._store.documents()
+        stored = self._store is not None and self._store.holds(doc_id)
         self._workspace.close_document(doc_id, still_served=stored)
         self._events.unwatch_presence(doc_id)
 
     def _open_replica(self, doc_id: str) -> Replica:
-        replica = (
-            self._workspace.replica(doc_id) if doc_id in self._workspace.documents.pinned else None
-        )
-        if replica is None:
+        replica = self._workspace.replica(doc_id)
+        if replica is None or not self._workspace.documents.is_pinned(doc_id):
             open_ids = ", ".join(repr(open_id) for open_id in sorted(self.documents)) or "none"
             raise ConfigError(f"document {doc_id!r} is not open here (open: {open_ids})")
         return replica

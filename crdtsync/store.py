@@ -115,9 +115,9 @@ class Store:
         self._rows[doc_id] = self._rows.get(doc_id, 0) + len(batch)
         self._bytes[doc_id] = self._bytes.get(doc_id, 0) + sum(len(data) for _, data in batch)
 
-    def documents(self) -> frozenset[str]:
-        """The ids of every document with a log here."""
-        return frozenset(self._rows)
+    def holds(self, doc_id: str) -> bool:
+        """Whether ``doc_id`` has a log here."""
+        return doc_id in self._rows
 
     def wants_compaction(self, doc_id: str) -> bool:
         return (

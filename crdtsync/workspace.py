@@ -79,6 +79,6 @@ class StoredDocuments:
                 check_doc_id(doc_id)  # a remote's id: only the wire's limit is checked yet
             except ConfigError:
                 return None
-        elif doc_id not in self.store.documents():
+        elif not self.store.holds(doc_id):
             return None
         return Replica(pycrdt.Doc(), doc_id=doc_id, store=self.store)
