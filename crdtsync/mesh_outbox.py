@@ -17,7 +17,7 @@ from crdtsync.mesh_documents import MeshDocument, MeshDocuments
 from crdtsync.mesh_link import MeshLink
 from crdtsync.mesh_settings import MeshSettings
 from crdtsync.protocol.batching import BatchWindow
-from crdtsync.protocol.link import Arrival, LinkCore, LinkState
+from crdtsync.protocol.link import Arrival, LinkState
 from crdtsync.protocol.relay import Sources, flood_targets, merge_sources, update_targets
 from crdtsync.replica import MERGE_GROUP, merge_many
 
@@ -205,7 +205,11 @@ class MeshOutbox:
             if conn.protocol.state is not LinkState.CLOSED and conn.protocol.carries(doc_id)
         }
 
-    @staticmethod
-    def _arrival(origin: object | None) -> str | None:
-        """The remote peer a link core ``origin`` links to; None for anything else."""
-        return origin.remote_id if isinstance(origin, LinkCore) else None
+    def _arrival(self, origin: object | None) -> str | None:
+        """The remote peer whose link core is ``origin``; None for anything else (a local
+        edit, the store). Found by identity: an isinstance check against the runtime
+        ``LinkCore`` protocol inspects every member, at each update."""
+        for remote, conn in self._conns.items():
+            if conn.protocol is origin:
+                return remote
+        return None

@@ -15,7 +15,10 @@ Three questions, each measured side by side in every run:
   each holder document's ``get_update()`` applied to a fresh ``Doc``, 1,000 times (the
   mean of ``LOCAL_REPEATS``). ``newcomer_vs_local`` is the ratio of medians (target: 3).
   Beside it, the bytes the newcomer received and the data-channel messages on its links
-  (each costs ~0.3-0.4 ms of aiortc's CPU, whatever it carries: the count explains time).
+  (each costs ~0.3-0.4 ms of aiortc's CPU, whatever it carries: the count explains time),
+  and the floors of ``floors.py``, timed in the same run: the sync protocol's own pycrdt
+  calls, and the transport carrying the bytes the newcomer received. ``floor_vs_local``
+  is their sum over the in-process floor: what no code of ours can take back.
 - **memory per open document** beyond pycrdt's own: on the simulated network (virtual
   clock, seeded), two workspace peers linked, one holding N documents (adopted), the other
   opening them all and syncing, weighed with ``tracemalloc``; less the heap of the same two
@@ -50,6 +53,7 @@ from typing import Any
 
 import pycrdt
 
+from crdtsync.bench.floors import sync_calls, transport_carries
 from crdtsync.bench.report import BenchOptions, BenchResult, Progress
 from crdtsync.bench.rooms import LOOPBACK
 from crdtsync.bench.simulated import KIB, in_virtual_time, traced
@@ -83,6 +87,7 @@ class Newcomer:
     joined: float  # seconds from ``start()`` until the last ``open`` returned
     received: int  # bytes that came in on its links meanwhile
     messages: int  # data-channel messages on its links, both ways, since each opened
+    arrived: int  # of those, the messages that came in
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +110,8 @@ async def run(
     workspaces (tests).
 
     Headline: ``newcomer_vs_local`` (newcomer's opening over the in-process floor),
-    ``newcomer_join_vs_local`` (from its start), ``memory_per_document_kib``,
+    ``newcomer_join_vs_local`` (from its start), ``floor_vs_local`` (the floors of
+    ``floors.py`` over the same) and ``newcomer_vs_floor``, ``memory_per_document_kib``,
     ``pair_links_workspace`` and ``pair_links_single`` (links between two sides sharing
     ``pair_documents`` documents), and ``single_vs_workspace_formation`` (time for the
     single-document peers over the workspace peers').
@@ -115,6 +121,8 @@ async def run(
     files = build_files(documents, SEED)
     build_seconds = time.perf_counter() - built
     pair_files = files[:pair_documents]
+    holder_docs = [file.doc for file in files]
+    copies = [file.copy() for file in files]  # the second holder's, for the sync floor
     update_bytes = sum(len(file.doc.get_update()) for file in files)
     progress(
         f"built {len(files)} files ({sum(len(file.content) for file in files)} chars, "
@@ -143,15 +151,24 @@ async def run(
             for run_index in range(1, options.runs + 1):
                 newcomer = await newcomer_once(server.url, "workspace-newcomer", files)
                 local = statistics.fmean(local_apply(files) for _ in range(LOCAL_REPEATS))
+                sync = statistics.fmean(
+                    sync_calls(holder_docs, copies) for _ in range(LOCAL_REPEATS)
+                )
+                transport = await transport_carries(
+                    server.url, f"workspace-floor-{run_index}", newcomer.received, newcomer.arrived
+                )
                 result.add(f"newcomer opens D={len(files)}", "s", newcomer.opened)
                 result.add(f"newcomer joins and opens D={len(files)}", "s", newcomer.joined)
                 result.add(f"local apply D={len(files)}", "s", local)
                 result.add(f"newcomer received D={len(files)}", "bytes", newcomer.received)
                 result.add(f"newcomer messages D={len(files)}", "msgs", newcomer.messages)
+                result.add(f"sync calls D={len(files)}", "s", sync)
+                result.add(f"transport carries D={len(files)}", "s", transport)
                 progress(
                     f"newcomer run {run_index}/{options.runs}: opens {len(files)} in "
                     f"{newcomer.opened:.3f} s ({newcomer.joined:.3f} s from start), "
-                    f"{newcomer.messages} messages; local apply {local:.4f} s"
+                    f"{newcomer.messages} messages; local apply {local:.4f} s; floors: "
+                    f"sync calls {sync:.4f} s, transport {transport:.4f} s"
                 )
         for run_index in range(1, options.runs + 1):
             contenders = {"workspace": workspace_pair_once, "single": single_pairs_once}
@@ -186,6 +203,11 @@ def _headline(result: BenchResult, documents: int, pair_documents: int) -> None:
     result.headline["newcomer_join_vs_local"] = (
         result.median(f"newcomer joins and opens D={documents}") / local
     )
+    floor = result.median(f"sync calls D={documents}") + result.median(
+        f"transport carries D={documents}"
+    )
+    result.headline["floor_vs_local"] = floor / local
+    result.headline["newcomer_vs_floor"] = result.median(f"newcomer opens D={documents}") / floor
     result.headline["memory_per_document_kib"] = result.median(
         f"memory per open document D={documents}"
     )
@@ -257,14 +279,13 @@ async def newcomer_once(url: str, room: str, files: Sequence[TraceFile]) -> Newc
         docs = await _open_all(newcomer, files, [None] * len(files))
         stopped = time.perf_counter()
         received = newcomer.bytes_received
-        messages = sum(
-            stats.messages_sent + stats.messages_received
-            for stats in newcomer.link_stats().values()
-        )
+        stats = newcomer.link_stats().values()
+        arrived = sum(link.messages_received for link in stats)
+        messages = arrived + sum(link.messages_sent for link in stats)
         _check(docs, files, "the newcomer")
     finally:
         await newcomer.aclose()
-    return Newcomer(stopped - linked, stopped - started, received, messages)
+    return Newcomer(stopped - linked, stopped - started, received, messages, arrived)
 
 
 def _check(docs: Sequence[pycrdt.Doc[Any]], files: Sequence[TraceFile], who: str) -> None:

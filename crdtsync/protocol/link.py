@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias
 
 from crdtsync.errors import ConfigError, LocalProtocolError, ProtocolError
 from crdtsync.protocol.budget import TokenBucket
@@ -105,7 +105,6 @@ class LinkState(Enum):
     CLOSED = "closed"
 
 
-@runtime_checkable
 class LinkCore(Protocol):
     """What the mesh drives on every link, whatever the dialect (native or y-webrtc)."""
 

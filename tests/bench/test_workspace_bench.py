@@ -30,6 +30,8 @@ async def test_workspace_times_the_newcomer_weighs_documents_and_counts_links() 
         f"local apply D={DOCUMENTS}",
         f"newcomer received D={DOCUMENTS}",
         f"newcomer messages D={DOCUMENTS}",
+        f"sync calls D={DOCUMENTS}",
+        f"transport carries D={DOCUMENTS}",
         f"memory per open document D={DOCUMENTS}",
         f"workspace pair formation D={PAIR_DOCUMENTS}",
         f"workspace pair links D={PAIR_DOCUMENTS}",
@@ -44,6 +46,8 @@ async def test_workspace_times_the_newcomer_weighs_documents_and_counts_links() 
     assert result.median(f"newcomer received D={DOCUMENTS}") > result.params["update_bytes"]
     assert result.median(f"newcomer messages D={DOCUMENTS}") > 0
     assert result.headline["memory_per_document_kib"] > 0
+    # The floors are parts of the newcomer's own work: it cannot beat their sum.
+    assert result.headline["newcomer_vs_floor"] > 1
     assert next(iter(result.headline)) == "newcomer_vs_local"
     assert all(value > 0 for value in result.headline.values())
     assert len(lines) == 2 + 3  # the build (before and after), one line per run of each part
