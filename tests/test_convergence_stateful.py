@@ -7,56 +7,33 @@ replays exactly from the rules hypothesis prints (the network seed is the first 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pycrdt
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import initialize, invariant, rule
+from sim_room_machine import SimRoomMachine
 
 from crdtsync import Peer
 from crdtsync.testing import SimNetwork, doc_version, wait_converged
-from crdtsync.testing.virtual_clock import close_loop, new_loop
 
 ROOM = "stateful"
 
 
-class MeshMachine(RuleBasedStateMachine):
+class MeshMachine(SimRoomMachine):
+    advance_steps = (0.1, 1.0, 3.0, 8.0)
+
     def __init__(self) -> None:
         super().__init__()
-        self.loop = new_loop()
-        self.network: SimNetwork | None = None
         self.docs: list[pycrdt.Doc] = []
-        self.peers: list[Peer | None] = []  # None: crashed, not rejoined yet
         self.max_conns = 20
 
-    # -- helpers ------------------------------------------------------------------------------
-
-    def run(self, seconds: float) -> None:
-        self.loop.run_until_complete(asyncio.sleep(seconds))
-
     def join(self, index: int) -> None:
-        assert self.network is not None
-        peer = Peer(self.docs[index], room=ROOM, network=self.network, max_conns=self.max_conns)
+        peer = Peer(self.docs[index], room=ROOM, network=self.sim(), max_conns=self.max_conns)
         self.loop.run_until_complete(peer.start())
         self.peers[index] = peer
 
-    def on_loop(self, action: Callable[[], None]) -> None:
-        """Run a network fault inside the loop (it schedules notices on the loop)."""
-
-        async def call() -> None:
-            action()
-
-        self.loop.run_until_complete(call())
-
-    def live(self) -> list[Peer]:
-        return [peer for peer in self.peers if peer is not None]
+    def healed(self) -> None:
+        self.loop.run_until_complete(wait_converged(self.docs, timeout=120.0))
+        assert len({doc_version(doc) for doc in self.docs}) == 1
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -104,75 +81,19 @@ class MeshMachine(RuleBasedStateMachine):
         self.run(data.draw(st.sampled_from([0.0, 0.005, 0.05, 0.5]), label="then wait"))
 
     @rule(data=st.data())
-    def partition(self, data: st.DataObject) -> None:
-        network = self.network
-        assert network is not None
-        ids = sorted(peer.id for peer in self.live())
-        group = (
-            data.draw(st.sets(st.sampled_from(ids), max_size=len(ids)), label="group")
-            if ids
-            else set()
-        )
-        self.on_loop(lambda: network.partition(group))
-
-    @rule()
-    def heal(self) -> None:
-        network = self.network
-        assert network is not None
-        self.on_loop(network.heal)
-
-    @rule(data=st.data())
     def drop_link(self, data: st.DataObject) -> None:
         """A link breaks, what is in flight on it lost: neighbour lists go stale. (Peers are
         drawn by index, not from the links they hold: those vary from run to run.)"""
-        network = self.network
-        assert network is not None
+        network = self.sim()
         last = len(self.peers) - 1
         first, second = (self.peers[data.draw(st.integers(0, last))] for _ in range(2))
         if first is not None and second is not None and second.id in first.peers:
             self.on_loop(lambda: network.drop_link(first.id, second.id))
 
-    @precondition(lambda self: len(self.live()) > 1)
-    @rule(data=st.data())
-    def crash(self, data: st.DataObject) -> None:
-        assert self.network is not None
-        index = data.draw(st.sampled_from([i for i, p in enumerate(self.peers) if p is not None]))
-        peer = self.peers[index]
-        assert peer is not None
-        network = self.network
-        self.on_loop(lambda: network.crash(peer.id))
-        self.loop.run_until_complete(peer.aclose())
-        self.peers[index] = None
-
-    @precondition(lambda self: None in self.peers)
-    @rule(data=st.data())
-    def rejoin(self, data: st.DataObject) -> None:
-        self.join(data.draw(st.sampled_from([i for i, p in enumerate(self.peers) if p is None])))
-
-    @rule(seconds=st.sampled_from([0.1, 1.0, 3.0, 8.0]))
-    def advance(self, seconds: float) -> None:
-        self.run(seconds)
-
     @invariant()
     def no_peer_links_itself_or_twice(self) -> None:
-        for peer in self.live():
+        for _, peer in self.live():
             assert peer.id not in peer.peers
-
-    def teardown(self) -> None:
-        try:
-            if self.network is not None:
-                self.on_loop(self.network.heal)
-                for index, peer in enumerate(self.peers):
-                    if peer is None:
-                        self.join(index)
-                self.loop.run_until_complete(wait_converged(self.docs, timeout=120.0))
-                versions = {doc_version(doc) for doc in self.docs}
-                assert len(versions) == 1
-        finally:
-            for peer in self.live():
-                self.loop.run_until_complete(peer.aclose())
-            leftovers = close_loop(self.loop)
-            assert not leftovers, f"tasks left pending: {leftovers}"
 
 
 TestMeshConvergence = MeshMachine.TestCase

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
 
 import pycrdt
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
+from sim_room_machine import SimRoomMachine
 
 from crdtsync import Peer
 from crdtsync.protocol.frames import Absent, Awareness, Sync, decode_frames
 from crdtsync.testing import SimNetwork, doc_version, wait_converged
-from crdtsync.testing.virtual_clock import close_loop, new_loop
 
 ROOM = "workspace"
 PEERS = 5
@@ -30,40 +29,29 @@ PRIVATE = [f"private-{index}" for index in range(10)]
 KEEPERS = (0, 2)  # the only peers that open private documents, and share them only together
 
 
-class WorkspaceMachine(RuleBasedStateMachine):
+class WorkspaceMachine(SimRoomMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = new_loop()
-        self.network: SimNetwork | None = None
-        self.peers: list[Peer | None] = [None] * PEERS  # None: crashed, not rejoined yet
+        self.peers = [None] * PEERS
         # What each peer has open, kept across a crash (as an app would reopen its files).
         self.open: list[dict[str, pycrdt.Doc]] = [{} for _ in range(PEERS)]
         self.leaks: list[str] = []  # private documents named to a peer not sharing them
-        self.keeper_ids: set[str] = set()
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def run(self, seconds: float) -> None:
-        self.loop.run_until_complete(asyncio.sleep(seconds))
-
-    def on_loop(self, action: Callable[[], None]) -> None:
-        async def call() -> None:
-            action()
-
-        self.loop.run_until_complete(call())
+    @property
+    def keeper_ids(self) -> set[str]:
+        return {peer.id for index, peer in self.live() if index in KEEPERS}
 
     def share(self, remote_id: str, doc_id: str) -> bool:
         return not doc_id.startswith("private-") or remote_id in self.keeper_ids
 
     def join(self, index: int) -> None:
-        assert self.network is not None
-        peer = Peer(room=ROOM, network=self.network, share=self.share)
+        peer = Peer(room=ROOM, network=self.sim(), share=self.share)
         for doc_id, doc in self.open[index].items():
             self.loop.run_until_complete(peer.open(doc_id, doc=doc))
         self.loop.run_until_complete(peer.start())
         self.peers[index] = peer
-        if index in KEEPERS:
-            self.keeper_ids.add(peer.id)
 
     def tap(self, sender: str, receiver: str, message: bytes) -> None:
         if sender not in self.keeper_ids or receiver in self.keeper_ids:
@@ -71,9 +59,6 @@ class WorkspaceMachine(RuleBasedStateMachine):
         for frame in decode_frames(message):  # chunks are slices of big frames: none here
             if isinstance(frame, Sync | Awareness | Absent) and frame.doc_id in PRIVATE:
                 self.leaks.append(f"{sender} named {frame.doc_id} to {receiver}")
-
-    def live(self) -> list[tuple[int, Peer]]:
-        return [(index, peer) for index, peer in enumerate(self.peers) if peer is not None]
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -126,39 +111,6 @@ class WorkspaceMachine(RuleBasedStateMachine):
             text.insert(data.draw(st.integers(0, len(text))), data.draw(st.text("ab", min_size=1)))
         self.run(data.draw(st.sampled_from([0.0, 0.05, 0.5]), label="then wait"))
 
-    @rule(data=st.data())
-    def partition(self, data: st.DataObject) -> None:
-        network = self.network
-        assert network is not None
-        ids = sorted(peer.id for _, peer in self.live())
-        group = data.draw(st.sets(st.sampled_from(ids)), label="group") if ids else set()
-        self.on_loop(lambda: network.partition(group))
-
-    @rule()
-    def heal(self) -> None:
-        assert self.network is not None
-        self.on_loop(self.network.heal)
-
-    @precondition(lambda self: len(self.live()) > 1)
-    @rule(data=st.data())
-    def crash(self, data: st.DataObject) -> None:
-        network = self.network
-        assert network is not None
-        index, peer = data.draw(st.sampled_from(self.live()), label="peer")
-        self.on_loop(lambda: network.crash(peer.id))
-        self.loop.run_until_complete(peer.aclose())
-        self.keeper_ids.discard(peer.id)
-        self.peers[index] = None
-
-    @precondition(lambda self: None in self.peers)
-    @rule(data=st.data())
-    def rejoin(self, data: st.DataObject) -> None:
-        self.join(data.draw(st.sampled_from([i for i, p in enumerate(self.peers) if p is None])))
-
-    @rule(seconds=st.sampled_from([0.1, 1.0, 3.0]))
-    def advance(self, seconds: float) -> None:
-        self.run(seconds)
-
     # -- invariants ---------------------------------------------------------------------------
 
     @invariant()
@@ -167,44 +119,31 @@ class WorkspaceMachine(RuleBasedStateMachine):
 
     @invariant()
     def links_are_per_peer_not_per_document(self) -> None:
-        assert self.network is not None
         for _, peer in self.live():
             assert peer.id not in peer.peers
             # A glare's second link lives until its close is delivered: at most two per pair.
-            assert all(count <= 2 for count in self.network.open_links(peer.id).values())
+            assert all(count <= 2 for count in self.sim().open_links(peer.id).values())
 
-    def teardown(self) -> None:
-        try:
-            if self.network is not None:
-                self.on_loop(self.network.heal)
-                for index, peer in enumerate(self.peers):
-                    if peer is None:
-                        self.join(index)
-                holders: dict[str, list[pycrdt.Doc]] = defaultdict(list)
-                for index in range(PEERS):
-                    for doc_id, doc in self.open[index].items():
-                        holders[doc_id].append(doc)
-                for doc_id, docs in sorted(holders.items()):
-                    self.loop.run_until_complete(wait_converged(docs, timeout=120.0))
-                    assert len({doc_version(doc) for doc in docs}) == 1, doc_id
-                live = {peer.id for _, peer in self.live()}
-                for _, peer in self.live():  # crashed peers' links time out, glare settles
-                    others = live - {peer.id}
-                    self.loop.run_until_complete(
-                        peer.wait_for(
-                            lambda p=peer, o=others: (
-                                p.peers == o  # type: ignore[misc]
-                                and self.network.open_links(p.id) == dict.fromkeys(o, 1)
-                            ),  # type: ignore[union-attr]
-                            timeout=30,
-                            what="one link to each live peer",
-                        )
-                    )
-        finally:
-            for _, peer in self.live():
-                self.loop.run_until_complete(peer.aclose())
-            leftovers = close_loop(self.loop)
-            assert not leftovers, f"tasks left pending: {leftovers}"
+    def healed(self) -> None:
+        holders: dict[str, list[pycrdt.Doc]] = defaultdict(list)
+        for index in range(PEERS):
+            for doc_id, doc in self.open[index].items():
+                holders[doc_id].append(doc)
+        for doc_id, docs in sorted(holders.items()):
+            self.loop.run_until_complete(wait_converged(docs, timeout=120.0))
+            assert len({doc_version(doc) for doc in docs}) == 1, doc_id
+        network, live = self.sim(), {peer.id for _, peer in self.live()}
+        for _, peer in self.live():  # crashed peers' links time out, glare settles
+            others = live - {peer.id}
+            self.loop.run_until_complete(
+                peer.wait_for(
+                    lambda p=peer, o=others: (  # type: ignore[misc]
+                        p.peers == o and network.open_links(p.id) == dict.fromkeys(o, 1)
+                    ),
+                    timeout=30,
+                    what="one link to each live peer",
+                )
+            )
 
 
 WorkspaceMachine.TestCase.settings = settings(
