@@ -96,9 +96,11 @@ class _Watched:
     doc: pycrdt.Doc[Any]
     parent: str  # guid of the doc it lives in
     subscription: pycrdt.Subscription
-    added: set[str] | None  # guids pycrdt reported added since the last look; None: never looked
-    replaced: set[str]  # guids pycrdt reported removed since the last look
+    looked: bool  # searched once already: until then every root is read, added or not
     dirty: bool  # pycrdt reported a change since the last look
+    # Made at the first report only: a thousand documents without subdocuments hold none.
+    added: set[str] | None = None  # guids pycrdt reported added since the last look
+    replaced: set[str] | None = None  # guids pycrdt reported removed since the last look
 
 
 class SubdocTracker:
@@ -113,12 +115,14 @@ class SubdocTracker:
     guid, the first found is reported, and the other's edits stay local.
     """
 
+    __slots__ = ("_closed", "_events", "_ignored", "_watched", "doc", "on_change")
+
     def __init__(self, doc: pycrdt.Doc[Any], *, on_change: Callable[[], None] | None = None):
         self.doc = doc
         self.on_change = on_change
         self._watched: dict[str, _Watched] = {}  # the parent itself and every subdocument
         self._events: list[SubdocEvent] = []
-        self._ignored: set[str] = set()  # guids already warned about
+        self._ignored: set[str] | None = None  # guids already warned about (once there is one)
         self._closed = False
         self._watch(doc, parent="")
 
@@ -154,9 +158,11 @@ class SubdocTracker:
 
         def noted(event: pycrdt.SubdocsEvent) -> None:
             watched = self._watched[guid]
-            if watched.added is not None:
-                watched.added.update(event.added)  # type: ignore[attr-defined]
-            watched.replaced.update(event.removed)  # type: ignore[attr-defined]
+            added, removed = event.added, event.removed  # type: ignore[attr-defined]
+            if added and watched.looked:
+                watched.added = (watched.added or set()) | set(added)
+            if removed:
+                watched.replaced = (watched.replaced or set()) | set(removed)
             watched.dirty = True
             if self.on_change is not None:
                 self.on_change()
@@ -166,20 +172,15 @@ class SubdocTracker:
         # look for: what arrives later says so itself. Looking would read its undeclared roots
         # on scratch copies of it, once the content is in: twice its cost to apply.
         empty = doc.get_state() == _EMPTY_STATE
-        self._watched[guid] = _Watched(
-            doc,
-            parent,
-            subscription,
-            added=set() if empty else None,
-            replaced=set(),
-            dirty=not empty,
-        )
+        self._watched[guid] = _Watched(doc, parent, subscription, looked=empty, dirty=not empty)
 
     def _look(self, guid: str) -> None:
         """Bring what is known of the subdocuments directly inside ``guid`` up to date."""
         watched = self._watched[guid]
-        added, replaced = watched.added, watched.replaced
-        watched.added, watched.replaced, watched.dirty = set(), set(), False
+        added = (watched.added or set()) if watched.looked else None
+        replaced = watched.replaced or set()
+        watched.added = watched.replaced = None
+        watched.looked, watched.dirty = True, False
         found = _direct_subdocs(watched.doc, added)
         gone = [
             child
@@ -196,6 +197,8 @@ class SubdocTracker:
             if child in self._watched:
                 continue  # already synced (here, or as another parent's instance)
             if not valid_guid(child):
+                if self._ignored is None:
+                    self._ignored = set()
                 if child not in self._ignored:
                     self._ignored.add(child)
                     logger.warning("! subdocument guid %r in %s ignored: not a doc id", child, guid)
