@@ -17,10 +17,10 @@ async def test_editor_latency_gives_percentiles_for_editors_and_bare_peers() -> 
     assert result.params["keystrokes"] == KEYSTROKES
     assert set(result.series) == {
         f"{name} {percentile}"
-        for name in ("bare peers", "editors")
+        for name in ("bare peers", "editors", "editors no-wrap")
         for percentile in ("p50", "p99")
     }
-    for name in ("bare peers", "editors"):
+    for name in ("bare peers", "editors", "editors no-wrap"):
         assert 0 < result.median(f"{name} p50") <= result.median(f"{name} p99")
     assert set(result.headline) == {"p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms"}
     assert len(lines) == 1
