@@ -154,13 +154,13 @@ class SharedTextArea(TextArea):
         else:
             self.refresh()  # rows came or went: every row below moved
         if not self._applying:
-            self.publish_cursor()  # if the caret is not where _send_local said it would be
+            self.publish_cursor()  # the caret moved with the edit: it follows at once
         return result
 
     def _send_local(self, edit: Edit) -> None:
-        """The minimal Yjs edit and the caret where it goes, handed to the links before the
-        widget takes the edit (so they leave together, ahead of what Textual's edit queues;
-        a typed character goes out even before that edit runs: see on_key)."""
+        """The minimal Yjs edit, handed to the links before the widget takes it (ahead of
+        what Textual's edit queues; a typed character goes out even before that edit runs:
+        see on_key). The caret follows once the widget has moved it (publish_cursor)."""
         edit.text = edit.text.replace("\r\n", "\n").replace("\r", "\n")  # Yjs text keeps \n
         top, bottom = sorted((edit.from_location, edit.to_location))
         start = self.document.get_index_from_location(top)
@@ -171,9 +171,8 @@ class SharedTextArea(TextArea):
             if edit.text:
                 self.ytext.insert(start, edit.text)
         if not edit.maintain_selection_offset:  # the caret goes to the end of the new text
-            caret = start + len(edit.text)
-            self._anchor = self._head = self.cursors.sticky(caret)
-            self._publish(caret, caret)
+            # (kept at once: a remote edit may come before the widget has the caret there)
+            self._anchor = self._head = self.cursors.sticky(start + len(edit.text))
         self._send_now()
 
     def action_undo(self) -> None:
@@ -205,12 +204,10 @@ class SharedTextArea(TextArea):
         self.publish_cursor()
 
     def publish_cursor(self) -> None:
-        """Tell the room where our selection is."""
+        """Tell the room where our selection is, at once: after an edit (just sent), not a
+        batching window later."""
         anchor = self.document.get_index_from_location(self.selection.start)
         head = self.document.get_index_from_location(self.selection.end)
-        self._publish(anchor, head)
-
-    def _publish(self, anchor: int, head: int) -> None:
         cursor = (
             self.cursors.relative_position(anchor),
             self.cursors.relative_position(head),
@@ -218,6 +215,7 @@ class SharedTextArea(TextArea):
         if cursor != self._published:  # unchanged: no awareness traffic
             self._published = cursor
             self.cursors.set_cursor(anchor, head)
+            self._send_now()
 
     # -- remote edits in -------------------------------------------------------------------
 
