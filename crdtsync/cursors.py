@@ -67,9 +67,10 @@ class TextCursors:
 
     def sticky(self, index: int) -> pycrdt.StickyIndex:
         """A ``StickyIndex`` at ``index`` that follows its character under remote edits (at
-        the end: the last character, so text appended by others comes after it)."""
+        the end: the last character, or an empty text's start, so text appended by others
+        comes after it; a caret does not run along with someone else's typing)."""
         length = len(self.text)
-        if 0 < length <= index:
+        if length <= index:
             return pycrdt.StickyIndex.new(self.text, length, pycrdt.Assoc.BEFORE)
         return pycrdt.StickyIndex.from_json(self.relative_position(index), self.text)
 

@@ -331,6 +331,12 @@ class Peer:
             raise ConfigError("flush() needs a store: Peer(..., store=PATH)")
         self._mesh.flush()
 
+    def send_now(self) -> None:
+        """Hand the edits made so far to the links at once, not at the end of this tick (nor
+        when the batching window closes): a host with more work in the same tick, such as
+        an editor's redraw of a keystroke, lets the keystroke leave first."""
+        self._mesh.flush()
+
     async def aclose(self) -> None:
         """Send pending updates, say goodbye, leave the room; idempotent. The documents stay
         usable."""

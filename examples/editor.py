@@ -10,7 +10,8 @@ with ``--dialect y-webrtc``): each keystroke is the minimal Yjs insert or delete
 edits land without moving your cursor off its character (a ``pycrdt.StickyIndex``), other
 people's cursors and selections show in their colour with their name, Ctrl-Z / Ctrl-Y undo
 and redo only your own edits, and the bottom line says who is here and how you are
-connected. ``--store FILE`` keeps the text across restarts, and what you wrote while
+connected. Long lines wrap at the screen's width (``--no-wrap``: the view scrolls sideways
+instead). ``--store FILE`` keeps the text across restarts, and what you wrote while
 nobody was reachable merges once someone is. Ctrl-Q quits.
 """
 
@@ -20,17 +21,19 @@ import argparse
 import asyncio
 import logging
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import pycrdt
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.app import App, ComposeResult
 from textual.color import Color
 from textual.document._document import EditResult, Selection
 from textual.document._edit import Edit
-from textual.geometry import Size
+from textual.geometry import Offset, Size
 from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widgets import Static, TextArea
@@ -72,22 +75,41 @@ class SharedTextArea(TextArea):
         self.scroll_x = self.validate_scroll_x(self.scroll_x)
         self.scroll_y = self.validate_scroll_y(self.scroll_y)
 
+    # Textual also redraws every row whenever the selection is set, as each keystroke and each
+    # remote edit does (a screen of rows, ~2 ms: time that, on a busy machine, the peer
+    # waiting for the keystroke does not get). Only the rows the selection left and reached
+    # change, and those an edit touched: watch_selection and edit() redraw just those.
+    selection: Reactive[Selection] = Reactive(
+        Selection(), init=False, always_update=True, repaint=False
+    )
+
     # Until __init__ is done, selection changes are Textual's setting up: none to keep.
     _applying = True
 
-    def __init__(self, cursors: TextCursors, *, capture_timeout_millis: int = 500) -> None:
-        super().__init__(str(cursors.text), soft_wrap=False, id="text")
+    def __init__(
+        self,
+        cursors: TextCursors,
+        *,
+        send_now: Callable[[], None],
+        soft_wrap: bool = True,
+        capture_timeout_millis: int = 500,
+    ) -> None:
+        """``send_now`` hands the peer's pending edits to its links at once (``Peer.send_now``)."""
+        super().__init__(str(cursors.text), soft_wrap=soft_wrap, id="text")
         self.cursors = cursors
         self.ytext = cursors.text
+        self._send_now = send_now
         # Tracks LOCAL only: remote edits (and those of other editors) are never undone here.
         self.undo_manager = pycrdt.UndoManager(
             scopes=[self.ytext], capture_timeout_millis=capture_timeout_millis
         )
         self.undo_manager.include_origin(LOCAL)
         self.remote: list[RemoteCursor] = []
-        # Rows where remote cursors were drawn; a remote change of several rows redraws all.
+        # Screen rows (first, last) where remote cursors were drawn, to redraw when they move.
         self._drawn_rows: set[tuple[int, int]] = set()
+        self._bracket: tuple[int, int] | None = None  # the matching bracket drawn, if any
         self._applying = False  # applying a remote change: not ours to send
+        self._typed: Edit | None = None  # typed and sent, not yet in the widget (on_key)
         self._anchor = cursors.sticky(0)
         self._head = cursors.sticky(0)
         self._published: Any = None
@@ -98,26 +120,60 @@ class SharedTextArea(TextArea):
 
     # -- local edits out -------------------------------------------------------------------
 
+    async def on_key(self, event: events.Key) -> None:
+        """A typed character leaves for the room before the widget takes it: the data channel
+        writes it in the next turn of the loop, and Textual's edit of the widget (~1 ms with
+        the messages it posts) waits for that turn, not the keystroke. Other keys, and
+        read-only widgets: Textual's own handler (next in the MRO)."""
+        if self.read_only or not event.is_printable or event.character is None:
+            return
+        event.prevent_default()  # TextArea's handler: its part is done here
+        event.stop()
+        self._restart_blink()  # as TextArea's handler: the caret shows while typing
+        start, end = self.selection
+        edit = Edit(event.character, start, end, maintain_selection_offset=False)
+        self._send_local(edit)
+        self._typed = edit
+        await asyncio.sleep(0)  # one turn of the loop: the keystroke is written
+        if self._typed is edit:  # else a remote edit came meanwhile and took it in first
+            self.edit(edit)
+
     def edit(self, edit: Edit) -> EditResult:
-        """Every change of the widget (typing, deleting, pasting) comes through here."""
-        if self._applying:
-            return super().edit(edit)
+        """Every change of the widget (typing, deleting, pasting, remote edits) comes here."""
+        if self._typed is edit:
+            self._typed = None  # sent by on_key already
+        elif not self._applying:
+            self._send_local(edit)
+        height = self.wrapped_document.height
+        result = super().edit(edit)
+        row = edit.top[0]
+        if edit.bottom[0] == row == result.end_location[0] and (
+            self.wrapped_document.height == height
+        ):
+            self.refresh_lines(*self._rows_of(row))  # within the rows of one line
+        else:
+            self.refresh()  # rows came or went: every row below moved
+        if not self._applying:
+            self.publish_cursor()  # the caret moved with the edit: it follows at once
+        return result
+
+    def _send_local(self, edit: Edit) -> None:
+        """The minimal Yjs edit, handed to the links before the widget takes it (ahead of
+        what Textual's edit queues; a typed character goes out even before that edit runs:
+        see on_key). The caret follows once the widget has moved it (publish_cursor)."""
         edit.text = edit.text.replace("\r\n", "\n").replace("\r", "\n")  # Yjs text keeps \n
         top, bottom = sorted((edit.from_location, edit.to_location))
         start = self.document.get_index_from_location(top)
         end = self.document.get_index_from_location(bottom)
-        # The Yjs edit before the widget's: the send it queues then runs before the messages
-        # Textual's edit queues for other widgets (it still waits for the end of this tick).
         with self.cursors.doc.transaction(origin=LOCAL):
             if end > start:
                 del self.ytext[start:end]
             if edit.text:
                 self.ytext.insert(start, edit.text)
-        result = super().edit(edit)
-        # The caret moved with the edit: tell the room in the same tick, so the edit and the
-        # cursor leave together, not the cursor one batching window later.
-        self.publish_cursor()
-        return result
+        if not edit.maintain_selection_offset:  # the caret goes to the end of the new text
+            # (kept at once: a remote edit may come before the widget has the caret there)
+            self._anchor = self._head = self.cursors.sticky(start + len(edit.text))
+        self._send_now()
 
     def action_undo(self) -> None:
         self.undo_manager.undo()
@@ -125,21 +181,31 @@ class SharedTextArea(TextArea):
     def action_redo(self) -> None:
         self.undo_manager.redo()
 
-    def watch_selection(self, selection: Selection) -> None:
+    def watch_selection(self, previous: Selection, selection: Selection) -> None:
         """Keep our selection as sticky indices the moment it moves (Textual calls this as the
         selection is set). Not at SelectionChanged: that message waits in the queue, and a
         remote change applied before it is handled put the caret back where it was, so that
-        what was typed next landed there."""
+        what was typed next landed there. Then redraw the rows it left and reached."""
         if not self._applying:
             anchor = self.document.get_index_from_location(selection.start)
             head = self.document.get_index_from_location(selection.end)
             self._anchor, self._head = self.cursors.sticky(anchor), self.cursors.sticky(head)
+        if not self.is_mounted:
+            return
+        spans = [(previous.start[0], previous.end[0]), (selection.start[0], selection.end[0])]
+        bracket = self.matching_bracket_location  # Textual's watcher, called first, found it
+        spans += [(location[0], location[0]) for location in (self._bracket, bracket) if location]
+        self._bracket = bracket
+        for low, high in spans:
+            first, last = self._screen_rows(*sorted((low, high)))
+            self.refresh_lines(first, last - first + 1)
 
     def on_text_area_selection_changed(self, message: TextArea.SelectionChanged) -> None:
         self.publish_cursor()
 
     def publish_cursor(self) -> None:
-        """Tell the room where our selection is."""
+        """Tell the room where our selection is, at once: after an edit (just sent), not a
+        batching window later."""
         anchor = self.document.get_index_from_location(self.selection.start)
         head = self.document.get_index_from_location(self.selection.end)
         cursor = (
@@ -149,6 +215,7 @@ class SharedTextArea(TextArea):
         if cursor != self._published:  # unchanged: no awareness traffic
             self._published = cursor
             self.cursors.set_cursor(anchor, head)
+            self._send_now()
 
     # -- remote edits in -------------------------------------------------------------------
 
@@ -157,6 +224,10 @@ class SharedTextArea(TextArea):
             return  # already in the widget
         self._applying = True
         try:
+            if self._typed is not None:  # typed, in the text, not yet in the widget: first
+                typed, self._typed = self._typed, None
+                location = (typed.from_location, typed.to_location)
+                self.edit(_RemoteEdit(typed.text, *location, maintain_selection_offset=True))
             index = 0
             for change in event.delta:
                 if "retain" in change:
@@ -196,24 +267,44 @@ class SharedTextArea(TextArea):
         self.remote, self._drawn_rows = remote, rows
 
     def _remote_rows(self, remote: list[RemoteCursor]) -> set[tuple[int, int]]:
-        """The first and last row of each cursor's selection (its caret's row: its label)."""
+        """The first and last screen row of each cursor's selection (its caret's: its label)."""
         location = self.document.get_location_from_index
         rows: set[tuple[int, int]] = set()
         for cursor in remote:
             if cursor.head is not None:
                 anchor = cursor.head if cursor.anchor is None else cursor.anchor
-                low, high = sorted((location(anchor)[0], location(cursor.head)[0]))
-                rows.add((low, high))
+                rows.add(
+                    self._screen_rows(*sorted((location(anchor)[0], location(cursor.head)[0])))
+                )
         return rows
+
+    def _rows_of(self, line: int) -> tuple[int, int]:
+        """The first screen row of a document line (before scrolling) and how many rows it
+        takes: one, or its wrapped sections. A line gone since is taken as the last one."""
+        line = min(line, self.document.line_count - 1)
+        first = self.wrapped_document.location_to_offset((line, 0)).y
+        return first, len(self.wrapped_document.get_offsets(line)) + 1
+
+    def _screen_rows(self, low: int, high: int) -> tuple[int, int]:
+        """The first and last screen row (before scrolling) of document lines low to high."""
+        last_first, rows = self._rows_of(high)
+        return self._rows_of(low)[0], last_first + rows - 1
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
         row = y + self.scroll_offset.y
-        if not self.remote or row >= self.document.line_count:
+        if not self.remote or row >= self.wrapped_document.height:
             return strip
-        line = self.document.get_line(row)
-        line_start = self.document.get_index_from_location((row, 0))
-        line_end = line_start + len(line)
+        # This row shows columns first to last of a line: all of it, or one wrapped section
+        # (the last section also shows the line's end, where a caret can be).
+        line_index, first = self.wrapped_document.offset_to_location(Offset(0, row))
+        line = self.document.get_line(line_index)
+        wraps = [
+            offset for offset in self.wrapped_document.get_offsets(line_index) if offset > first
+        ]
+        last = wraps[0] if wraps else len(line)
+        line_start = self.document.get_index_from_location((line_index, 0))
+        row_start, row_end = line_start + first, line_start + last
         for cursor in self.remote:
             if cursor.head is None or not cursor.color:
                 continue
@@ -223,27 +314,27 @@ class SharedTextArea(TextArea):
                 continue
             anchor = cursor.head if cursor.anchor is None else cursor.anchor
             low, high = sorted((anchor, cursor.head))
-            if low < line_end + 1 and high > line_start:  # the selection crosses this line
-                start, end = max(low, line_start) - line_start, min(high, line_end) - line_start
+            if low < row_end + (not wraps) and high > row_start:  # the selection crosses it
+                start, end = max(low, row_start) - line_start, min(high, row_end) - line_start
                 strip = _paint(
                     strip,
-                    self._x(line, start),
-                    self._x(line, end),
+                    self._x(line, first, start),
+                    self._x(line, first, end),
                     Style(bgcolor=SELECTION_BASE.blend(color, 0.45).rich_color),
                 )
-            if line_start <= cursor.head <= line_end:
-                x = self._x(line, cursor.head - line_start)
+            if row_start <= cursor.head < row_end or (cursor.head == row_end and not wraps):
+                x = self._x(line, first, cursor.head - line_start)
                 strip = _paint(strip, x, x + 1, Style(bgcolor=color.rich_color, color="black"))
                 label = f" {cursor.name} "
-                label_x = max(self._x(line, len(line)) + 2, x + 2)
+                label_x = max(self._x(line, first, last) + 2, x + 2)
                 strip = _label(
                     strip, label_x, label, Style(bgcolor=color.rich_color, color="black")
                 )
         return strip
 
-    def _x(self, line: str, column: int) -> int:
-        """The widget cell of a column of a line (no soft wrap: a line is a row)."""
-        return self.gutter_width + cell_len(line[:column]) - self.scroll_offset.x
+    def _x(self, line: str, first: int, column: int) -> int:
+        """The widget cell of a column of a line whose row starts at column ``first``."""
+        return self.gutter_width + cell_len(line[first:column]) - self.scroll_offset.x
 
 
 class _RemoteEdit(Edit):
@@ -253,11 +344,7 @@ class _RemoteEdit(Edit):
     and redraws: most of a remote keystroke's cost in the widget."""
 
     def after(self, text_area: TextArea) -> None:
-        row, result = self.top[0], self._edit_result  # the result: do()'s, which came first
-        if result is not None and self.bottom[0] == row == result.end_location[0]:
-            text_area.refresh_lines(row)  # within one row: only that row changed
-        else:
-            text_area.refresh()  # rows came or went: every row below moved
+        """Nothing: ``SharedTextArea.edit`` redraws the rows the edit touched."""
 
 
 def _paint(strip: Strip, start: int, end: int, style: Style) -> Strip:
@@ -292,14 +379,27 @@ class EditorApp(App[None]):
     """
 
     def __init__(
-        self, peer: Peer, name: str, *, text: str = "text", capture_timeout_millis: int = 500
+        self,
+        peer: Peer,
+        name: str,
+        *,
+        text: str = "text",
+        soft_wrap: bool = True,
+        capture_timeout_millis: int = 500,
     ) -> None:
+        """``soft_wrap``: long lines wrap at the screen's width (else the view scrolls
+        sideways, and each scroll redraws every row)."""
         super().__init__()
         self.peer = peer
         self.user = name
         self.cursors = TextCursors(peer.awareness, peer.doc(), text)
         self.cursors.set_user(name, color_for(name))
-        self.editor = SharedTextArea(self.cursors, capture_timeout_millis=capture_timeout_millis)
+        self.editor = SharedTextArea(
+            self.cursors,
+            send_now=peer.send_now,
+            soft_wrap=soft_wrap,
+            capture_timeout_millis=capture_timeout_millis,
+        )
         self._events = peer.events()
         self._status = ""
 
@@ -349,7 +449,7 @@ async def run(args: argparse.Namespace) -> None:
         host_addresses=host_addresses,
     )
     async with peer:
-        await EditorApp(peer, args.name).run_async()
+        await EditorApp(peer, args.name, soft_wrap=args.wrap).run_async()
 
 
 def main() -> None:
@@ -361,6 +461,9 @@ def main() -> None:
     parser.add_argument("--store", help="a file that keeps the text across restarts")
     parser.add_argument("--dialect", choices=DIALECTS, default="crdtsync")
     parser.add_argument("--host-address", action="append", help="ICE host address (repeat)")
+    parser.add_argument(
+        "--no-wrap", dest="wrap", action="store_false", help="scroll long lines, not wrap them"
+    )
     parser.add_argument("--log", help="write crdtsync's log to this file (the screen is taken)")
     args = parser.parse_args()
     if args.log:

@@ -62,6 +62,23 @@ async def test_peers_in_other_rooms_see_nothing() -> None:
         assert "text" not in list(c.keys())
 
 
+async def test_send_now_hands_edits_to_the_links_before_the_tick_ends() -> None:
+    net = SimNetwork(seed=3)
+    a, b = pycrdt.Doc(), pycrdt.Doc()
+    async with Peer(a, room="now", network=net) as pa, Peer(b, room="now", network=net) as pb:
+        await pa.wait_for_peers(1, timeout=5)
+        await pb.wait_synced(timeout=5)
+        text = a.get("text", type=pycrdt.Text)
+        for edit in ("first", " second"):  # the second inside the batching window
+            sent = pa.bytes_sent
+            text += edit
+            assert pa.bytes_sent == sent  # queued for the end of this tick
+            pa.send_now()
+            assert pa.bytes_sent > sent  # on the link already
+        await wait_converged([a, b], timeout=5)
+        assert str(b.get("text", type=pycrdt.Text)) == "first second"
+
+
 def test_bad_arguments_are_config_errors() -> None:
     doc = pycrdt.Doc()
     with pytest.raises(ConfigError, match="exactly one of network"):

@@ -6,21 +6,23 @@ has delivered them all.
 
 from __future__ import annotations
 
-from crdtsync.bench.editor import KEYSTROKES
+from crdtsync.bench.editor import KEYSTROKES, separate_cores
 from crdtsync.bench.report import BenchOptions
 from crdtsync.bench.suite import load
+
+CONTENDERS = ("bare peers", "editors", "editors no-wrap")
+ON_CORES = ("bare peers, a core each", "editors, a core each")  # with two CPUs or more
 
 
 async def test_editor_latency_gives_percentiles_for_editors_and_bare_peers() -> None:
     lines: list[str] = []
     result = await load("editor")(BenchOptions(runs=1), lines.append)
     assert result.params["keystrokes"] == KEYSTROKES
+    names = CONTENDERS + (ON_CORES if separate_cores() is not None else ())
     assert set(result.series) == {
-        f"{name} {percentile}"
-        for name in ("bare peers", "editors")
-        for percentile in ("p50", "p99")
+        f"{name} {percentile}" for name in names for percentile in ("p50", "p99")
     }
-    for name in ("bare peers", "editors"):
+    for name in names:
         assert 0 < result.median(f"{name} p50") <= result.median(f"{name} p99")
     assert set(result.headline) == {"p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms"}
     assert len(lines) == 1

@@ -127,15 +127,18 @@ async def test_two_editors_in_tmux_share_text_and_undo_their_own(tmp_path: Path)
             assert "linked |" in await tmux.screen(name)
         await tmux.keys("alice", "alpha")
         await tmux.until("bob", lambda screen: text_line(screen).startswith("alpha"), "alpha")
-        await tmux.keys("bob", "End", " bravo")
-        await tmux.until("alice", lambda screen: "alpha bravo" in text_line(screen), "bravo")
+        # Bob's caret stayed at the start while alice typed (a key sent in one write with
+        # text, such as End, is lost by Textual's input parser: none is sent here).
+        await tmux.keys("bob", "bravo ")
+        await tmux.until("alice", lambda screen: "bravo alpha" in text_line(screen), "bravo")
         # Undo until alice's typing is gone (keystrokes may fall into several undo steps);
         # more undos than edits are no-ops, and bob's text is never among them.
         await tmux.keys("alice", *["C-z"] * 5)
         for name in ("alice", "bob"):
-            screen = await tmux.until(
-                name, lambda screen: text_line(screen).startswith("bravo"), "alice's undo"
+            await tmux.until(
+                name,
+                lambda screen: text_line(screen).startswith("bravo") and "alpha" not in screen,
+                "alice's undo",
             )
-            assert "alpha" not in screen
         await tmux.keys("alice", "C-q")
         await tmux.keys("bob", "C-q")
