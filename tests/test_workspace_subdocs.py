@@ -11,6 +11,7 @@ from typing import Any
 
 import pycrdt
 import pytest
+from subdoc_pages import files, page_text, until_page_open
 
 from crdtsync import ConfigError, Peer
 from crdtsync.subdocs import subdoc_id
@@ -18,16 +19,6 @@ from crdtsync.testing import SimNetwork, wait_converged
 
 ROOM = "subdocs"
 TIMEOUT = 10.0
-
-
-def files(doc: pycrdt.Doc[Any]) -> pycrdt.Map[Any]:
-    return doc.get("files", type=pycrdt.Map)
-
-
-def page_text(parent: pycrdt.Doc[Any], key: str = "page") -> str | None:
-    """The text of the subdocument at ``key`` of the parent's map, reached through it."""
-    page = files(parent).get(key)
-    return None if page is None else str(page.get("text", type=pycrdt.Text))
 
 
 @asynccontextmanager
@@ -48,14 +39,7 @@ async def test_a_subdoc_made_on_one_peer_appears_with_its_content_and_syncs_both
         page = pycrdt.Doc()
         page.get("text", type=pycrdt.Text).insert(0, "from alice")
         files(parents[0])["page"] = page
-        for peer, parent in zip(peers, parents, strict=True):
-            await peer.wait_for(
-                lambda peer=peer, parent=parent: (
-                    page_text(parent) == "from alice" and subdoc_id(page.guid) in peer.documents
-                ),
-                timeout=TIMEOUT,
-                what="the page open, with its content",
-            )
+        await until_page_open(peers, parents, page, "from alice", timeout=TIMEOUT)
         # Bob edits through his parent's map; Alice's page (the Doc she placed) sees it.
         files(parents[1])["page"].get("text", type=pycrdt.Text).insert(0, "bob, ")
         await peers[0].wait_for(

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import pycrdt
+from subdoc_pages import files, page_text, until_page_open
 
 from crdtsync import Peer
 from crdtsync.signaling.server import SignalingServer
-from crdtsync.subdocs import subdoc_id
 
 TIMEOUT = 60.0
 LOOPBACK = ("127.0.0.1",)
-
-
-def page_text(parent: pycrdt.Doc[Any]) -> str | None:
-    page = parent.get("files", type=pycrdt.Map).get("page")
-    return None if page is None else str(page.get("text", type=pycrdt.Text))
 
 
 @asynccontextmanager
@@ -43,17 +37,10 @@ async def test_a_subdoc_made_on_one_peer_syncs_both_ways_over_webrtc() -> None:
         parents = [await peer.open("notes", timeout=TIMEOUT) for peer in peers]
         page = pycrdt.Doc()
         page.get("text", type=pycrdt.Text).insert(0, "page")
-        parents[0].get("files", type=pycrdt.Map)["page"] = page
-        for peer, parent in zip(peers, parents, strict=True):
-            await peer.wait_for(
-                lambda peer=peer, parent=parent: (
-                    page_text(parent) == "page" and subdoc_id(page.guid) in peer.documents
-                ),
-                timeout=TIMEOUT,
-                what="the page open, with its content",
-            )
+        files(parents[0])["page"] = page
+        await until_page_open(peers, parents, page, "page", timeout=TIMEOUT)
         for index, parent in enumerate(parents[1:], start=1):  # edits through the parents
-            page_in = parent.get("files", type=pycrdt.Map)["page"]
+            page_in = files(parent)["page"]
             page_in.get("text", type=pycrdt.Text).insert(0, f"<{index}>")
         for peer, parent in zip(peers, parents, strict=True):
             await peer.wait_for(
