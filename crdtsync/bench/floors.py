@@ -28,13 +28,13 @@ import pycrdt
 
 from crdtsync.bench.rooms import LOOPBACK
 from crdtsync.errors import SyncTimeoutError
+from crdtsync.protocol.yupdate import EMPTY_UPDATE
 from crdtsync.transport.base import Link
 from crdtsync.transport.webrtc import WebRTCConnector
 
 __all__ = ["sync_calls", "transport_carries"]
 
 TIMEOUT = 60.0  # for the link to open, and for the bytes to arrive
-_EMPTY_UPDATE = b"\x00\x00"  # Yjs's "nothing new"
 
 
 def sync_calls(first: Sequence[pycrdt.Doc[Any]], second: Sequence[pycrdt.Doc[Any]]) -> float:
@@ -45,7 +45,7 @@ def sync_calls(first: Sequence[pycrdt.Doc[Any]], second: Sequence[pycrdt.Doc[Any
         doc: pycrdt.Doc[Any] = pycrdt.Doc()
         doc.apply_update(one.get_update(doc.get_state()))
         missing = other.get_update(doc.get_state())
-        if missing != _EMPTY_UPDATE:
+        if missing != EMPTY_UPDATE:
             doc.apply_update(missing)
         other.apply_update(doc.get_update(other.get_state()))
     return time.perf_counter() - started

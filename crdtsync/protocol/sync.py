@@ -24,6 +24,7 @@ from crdtsync.protocol.ymessages import (
     sync_step2,
     sync_update,
 )
+from crdtsync.protocol.yupdate import EMPTY_UPDATE
 
 __all__ = ["DocumentAccess", "SyncInput", "SyncSession", "SyncState"]
 
@@ -78,9 +79,6 @@ _INPUT_OF = {
     SyncType.STEP2: SyncInput.STEP2,
     SyncType.UPDATE: SyncInput.UPDATE,
 }
-
-# Yjs encodes "nothing new" as an update with no structs and an empty delete set.
-_EMPTY_UPDATE = b"\x00\x00"
 
 
 class SyncSession:
@@ -147,7 +145,7 @@ class SyncSession:
             if self.state is SyncState.NEW and self._holds_all(theirs):
                 replies += self.start()  # the remote has no content we lack: no use waiting
             return replies, False
-        if payload != _EMPTY_UPDATE:
+        if payload != EMPTY_UPDATE:
             try:
                 check_update_header(payload)
             except ProtocolError as exc:

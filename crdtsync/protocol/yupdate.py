@@ -14,6 +14,7 @@ import pycrdt
 from crdtsync.protocol.ymessages import read_state_vector, read_var_uint
 
 __all__ = [
+    "EMPTY_UPDATE",
     "MAX_CLOCK",
     "DeleteSet",
     "delete_set_covers",
@@ -23,6 +24,8 @@ __all__ = [
     "write_var_uint",
 ]
 
+# Yjs encodes "nothing new" as an update with no structs and an empty delete set.
+EMPTY_UPDATE = b"\x00\x00"
 MAX_CLOCK = 2**32 - 1  # yrs keeps clocks as u32: a state vector at this clock is "everything"
 
 DeleteSet = dict[int, tuple[tuple[int, int], ...]]  # client -> sorted, disjoint (clock, length)

@@ -21,6 +21,7 @@ from typing import Any
 import pycrdt
 
 from crdtsync.errors import ConfigError
+from crdtsync.protocol.yupdate import EMPTY_UPDATE
 from crdtsync.replica import unintegrated
 
 __all__ = [
@@ -42,8 +43,6 @@ Patch = tuple[int, int, str]  # (position in characters, characters deleted, tex
 TEXT_NAME = "text"  # the root Text that replays write into
 
 _SUFFIX = ".json.gz"
-# A Yjs v1 update with no structs and an empty delete set: what a txn without patches makes.
-_EMPTY_UPDATE = b"\x00\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +206,7 @@ class _Author:
             self.doc.unobserve(subscription)
         self.version[self.agent] += 1
         # pycrdt reports no event for a txn that changed nothing; it still counts as a txn.
-        return made[-1] if made else _EMPTY_UPDATE
+        return made[-1] if made else EMPTY_UPDATE
 
 
 def concurrent_updates(trace: ConcurrentTrace) -> list[AgentUpdate]:
