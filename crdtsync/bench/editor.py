@@ -284,16 +284,13 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
             line.append(f"{name} p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         progress(f"run {run}/{options.runs}: " + "; ".join(line))
     placed = A_CORE_EACH if cores is not None else ""
+    added = {"": placed, "shared_": ""}  # headline prefix: the series' placement
     for percentile in ("p50", "p99"):
-        ours = result.median(f"editors{placed} {percentile}")
-        result.headline[f"{percentile}_ms"] = ours
-        result.headline[f"added_{percentile}_ms"] = ours - result.median(
-            f"bare peers{placed} {percentile}"
-        )
-    for percentile in ("p50", "p99"):
-        result.headline[f"shared_added_{percentile}_ms"] = result.median(
-            f"editors {percentile}"
-        ) - result.median(f"bare peers {percentile}")
+        result.headline[f"{percentile}_ms"] = result.median(f"editors{placed} {percentile}")
+        for prefix, series in added.items():
+            result.headline[f"{prefix}added_{percentile}_ms"] = result.median(
+                f"editors{series} {percentile}"
+            ) - result.median(f"bare peers{series} {percentile}")
     return result
 
 
